@@ -1,0 +1,25 @@
+# The README's commands. Everything runs from the project's own .venv (scripts/install.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo stop test test-unit test-e2e clean
+
+install:
+	bash scripts/install.sh
+
+# Sets everything up and runs the main job (standalone FATE-Flow in .fate-lung/flow, three sample hospitals).
+demo: install
+	$(VENV)/bin/fate-lung demo $(DEMO_ARGS)
+
+# Stops the FATE-Flow server that `make demo` started (by pid).
+stop:
+	@if [ -x $(VENV)/bin/fate-lung ]; then $(VENV)/bin/fate-lung stop; else echo "nothing to stop"; fi
+
+test: install
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest -ra -m "not e2e" $(PYTEST_ARGS)
+
+clean: stop
+	rm -rf .fate-lung

@@ -1,0 +1,229 @@
+"""`fate-lung`: the operator's command line (demo, server, data, jobs)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from fate_components.core.errors import LungError
+
+PROJECT_HOME = Path(os.environ.get("FATE_LUNG_HOME", ".fate-lung"))
+
+
+def _flow_home(args) -> Path:
+    return Path(args.home).resolve() if args.home else (PROJECT_HOME / "flow").resolve()
+
+
+def _client(args):
+    """A FlowClient for --ip/--port, or for the server recorded in --home (started by `fate-lung server start`)."""
+    from fate_client.flow_sdk import FlowClient
+
+    from fate_components.ops import flow_server
+
+    if getattr(args, "port", None):
+        return FlowClient(ip=args.ip, port=args.port, version="v2"), None
+    home = _flow_home(args)
+    server = flow_server.load_state(home)
+    if server is None or not server.is_alive():
+        raise LungError(f"no FATE-Flow running in {home}; start one with `fate-lung server start --home {home}` "
+                        f"or pass --ip/--port of an existing server")
+    return server.client(), home
+
+
+def cmd_server(args) -> int:
+    from fate_components.ops import flow_server
+
+    home = _flow_home(args)
+    if args.action == "start":
+        server = flow_server.start(home)
+        print(f"FATE-Flow running: {server.address} (pid {server.pid}, home {home})")
+        print(f"  use the stock client with: flow init --ip {server.host} --port {server.http_port}")
+    elif args.action == "stop":
+        print("stopped" if flow_server.stop(home) else f"no FATE-Flow was running in {home}")
+    else:
+        server = flow_server.load_state(home)
+        alive = server is not None and server.is_alive()
+        print(f"running: {server.address} (pid {server.pid})" if alive else f"not running (home {home})")
+        return 0 if alive else 1
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from fate_components.core.sample_data import generate_federation
+
+    t0 = time.perf_counter()
+    sites = generate_federation(Path(args.out), size=args.size, seed=args.seed)
+    for name, path in sites.items():
+        print(f"{name}: {path}")
+    print(f"generated in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_check_site(args) -> int:
+    from fate_components.ops.site_data import check_site
+
+    report = check_site(Path(args.site))
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def cmd_bind_site(args) -> int:
+    from fate_components.ops.site_data import bind_site, check_site
+
+    report = check_site(Path(args.site))
+    print(report.summary())
+    if not report.ok and not args.force:
+        print("not bound: fix the problems above (or pass --force to bind anyway)", file=sys.stderr)
+        return 1
+    client, _ = _client(args)
+    bind_site(client, Path(args.site), namespace=args.namespace, name=args.name)
+    print(f"bound {Path(args.site).resolve()} as table {args.namespace}/{args.name}")
+    return 0
+
+
+def _compile(args) -> tuple[dict, dict]:
+    from fate_components.ops.jobs import compile_dag, load_json
+
+    conf = load_json(Path(args.conf))
+    model_job = None
+    if args.model_job:
+        model_job = {"model_id": args.model_job, "model_version": args.model_version}
+    dag = compile_dag(load_json(Path(args.dsl)), conf, model_job=model_job)
+    return dag, conf
+
+
+def cmd_compile(args) -> int:
+    dag, _ = _compile(args)
+    text = json.dumps(dag, indent=2)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}; submit it with: flow job submit -c {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from fate_components.ops import runner
+
+    dag, conf = _compile(args)
+    client, home = _client(args)
+    return run_job(client, home, dag, conf, wait=not args.no_wait, timeout_s=args.timeout)
+
+
+def run_job(client, home, dag: dict, conf: dict, *, wait: bool, timeout_s: float) -> int:
+    from fate_components.ops import runner
+    from fate_components.ops.jobs import parse_sites
+
+    runner.check_tables(client, conf)
+    job = runner.submit(client, dag)
+    print(f"submitted job {job['job_id']} (model_id {job.get('model_id')}, model_version {job.get('model_version')})")
+    if not wait:
+        return 0
+    sites = parse_sites(conf)
+    trainer = next((name for name, t in dag["dag"]["tasks"].items() if t["component_ref"] == "homo_lung_nn"), None)
+    progress = None
+    if trainer and dag["dag"]["tasks"][trainer]["stage"] == "train":
+        rounds = dag["dag"]["tasks"][trainer]["parameters"].get("rounds", 20)
+        progress = runner.RoundProgress(client=client, job_id=job["job_id"], task=trainer, sites=sites, rounds=rounds)
+    status = runner.wait(client, job["job_id"], timeout_s=timeout_s, progress=progress)
+    print(f"job {job['job_id']}: {status}")
+    if status != "success":
+        print(runner.failure_reason(client, job["job_id"], home), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from fate_components.ops import demo
+
+    return demo.run(args)
+
+
+def cmd_stop(args) -> int:
+    from fate_components.ops import flow_server
+
+    home = _flow_home(args)
+    print("stopped FATE-Flow" if flow_server.stop(home) else f"no FATE-Flow was running in {home}")
+    return 0
+
+
+def _add_server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", help="FATE-Flow home started by fate-lung (default .fate-lung/flow)")
+    p.add_argument("--ip", default="127.0.0.1", help="address of an existing FATE-Flow (with --port)")
+    p.add_argument("--port", type=int, help="HTTP port of an existing FATE-Flow (instead of --home)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fate-lung", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="set up standalone FATE, sample data for three hospitals, train, predict")
+    p.add_argument("--home", help="FATE-Flow home (default .fate-lung/flow)")
+    p.add_argument("--size", default="tiny", choices=["tiny", "small", "bench"], help="sample data size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=None, help="rounds for the demo (default: the demo's short run)")
+    p.add_argument("--conf", default="conf/lung_conf.json")
+    p.add_argument("--dsl", default="dsl/lung.json")
+    p.add_argument("--timeout", type=float, default=1800.0)
+    p.add_argument("--stop-after", action="store_true", help="stop the FATE-Flow server when the demo ends")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("stop", help="stop the FATE-Flow server that the demo started")
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("server", help="start/stop/status of a standalone FATE-Flow in a home of its own")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--home")
+    p.set_defaults(func=cmd_server)
+
+    p = sub.add_parser("generate-data", help="write synthetic LUNA16-style sites (DICOM and MetaImage)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", default="tiny", choices=["tiny", "small", "bench"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("check-site", help="validate a site directory (scans, candidates.csv, annotations.csv)")
+    p.add_argument("site")
+    p.set_defaults(func=cmd_check_site)
+
+    p = sub.add_parser("bind-site", help="validate a site directory, then `flow table bind` it")
+    p.add_argument("site")
+    p.add_argument("--namespace", "-ns", required=True)
+    p.add_argument("--name", "-n", required=True)
+    p.add_argument("--force", action="store_true", help="bind even if the check finds problems")
+    _add_server_args(p)
+    p.set_defaults(func=cmd_bind_site)
+
+    for name, func, help_ in (("compile", cmd_compile, "compile a DSL + conf into a FATE 2.2 DAG (for flow job submit -c)"),
+                              ("submit", cmd_submit, "compile, check tables, submit and follow a job")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("-d", "--dsl", required=True)
+        p.add_argument("-c", "--conf", required=True)
+        p.add_argument("--model-job", help="job id whose model a predict DSL loads")
+        p.add_argument("--model-version", default="0")
+        if name == "compile":
+            p.add_argument("-o", "--output")
+        else:
+            _add_server_args(p)
+            p.add_argument("--no-wait", action="store_true")
+            p.add_argument("--timeout", type=float, default=3600.0)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LungError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

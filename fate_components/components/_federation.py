@@ -1,0 +1,90 @@
+"""FATE-side implementations of the core's aggregation seam, plus the pre-round signature check."""
+from __future__ import annotations
+
+import numpy as np
+from fate.arch import Context
+from fate.arch.protocol.secure_aggregation import SecureAggregatorClient, SecureAggregatorServer
+
+from fate_components.core.errors import LungError
+from fate_components.core.signature import signature_mismatch
+
+AGGREGATION_TAGS = ("model", "val_loss")
+
+
+class FederationError(LungError):
+    """A federation-level failure: parties disagree, a party is missing, or a check failed."""
+
+
+def _site_ranks(ctx: Context) -> list[int]:
+    return [ctx.guest.rank, *ctx.hosts.ranks]
+
+
+class SecAggClient:
+    """FATE's pairwise-mask secure aggregation (Diffie-Hellman seeded masks cancel in the sum)."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, SecureAggregatorClient] = {}
+
+    def setup(self, ctx: Context) -> "SecAggClient":
+        for tag in AGGREGATION_TAGS:
+            client = SecureAggregatorClient(prefix=f"lung_{tag}")
+            client.dh_exchange(ctx.sub_ctx(f"dh_{tag}"), _site_ranks(ctx))
+            self._clients[tag] = client
+        return self
+
+    def weighted_mean(self, round_ctx: Context, tag: str, arrays: list[np.ndarray], weight: float) -> list[np.ndarray]:
+        # fate_utils' mixer takes float64 arrays of rank >= 0 only.
+        as64 = [np.asarray(a, dtype=np.float64) for a in arrays]
+        out = self._clients[tag].secure_aggregate(round_ctx.sub_ctx(tag), as64, weight)
+        return [np.asarray(o, dtype=np.float32).reshape(a.shape) for o, a in zip(out, arrays)]
+
+
+class SecAggServer:
+    def __init__(self, ctx: Context) -> None:
+        self._servers = {tag: SecureAggregatorServer(_site_ranks(ctx), prefix=f"lung_{tag}") for tag in AGGREGATION_TAGS}
+
+    def aggregate(self, round_ctx: Context, tag: str) -> list[np.ndarray] | None:
+        return self._servers[tag].secure_aggregate(round_ctx.sub_ctx(tag))
+
+
+AGGREGATORS = {"secagg": (SecAggClient, SecAggServer)}
+
+
+def _party_label(name: str, party_id: str) -> str:
+    return f"{name} ({party_id})"
+
+
+def site_check(ctx: Context, site_name: str, payload: dict) -> None:
+    """Send this site's model signature and settings to the arbiter; raise if it reports a mismatch."""
+    check_ctx = ctx.sub_ctx("site_check")
+    check_ctx.arbiter.put("site_info", {"site_name": site_name, **payload})
+    verdict = check_ctx.arbiter.get("verdict")
+    if verdict:
+        raise FederationError(verdict)
+
+
+def arbiter_check(ctx: Context, *, check_torch_version: bool = True) -> None:
+    """Collect every site's signature and settings, compare, tell every site the verdict, raise on mismatch."""
+    check_ctx = ctx.sub_ctx("site_check")
+    infos = [check_ctx.guest.get("site_info"), *check_ctx.hosts.get("site_info")]
+    parties = [ctx.guest.party, *[h.party for h in ctx.hosts]]
+    labels = [_party_label(info["site_name"], party[1]) for info, party in zip(infos, parties)]
+    verdict = signature_mismatch({label: info["signature"] for label, info in zip(labels, infos)},
+                                 check_torch_version=check_torch_version)
+    if verdict is None:
+        verdict = _settings_mismatch(labels, infos)
+    check_ctx.guest.put("verdict", verdict)
+    check_ctx.hosts.put("verdict", verdict)
+    if verdict:
+        raise FederationError(verdict)
+
+
+def _settings_mismatch(labels: list[str], infos: list[dict]) -> str | None:
+    """Sites must normalise identically and agree on the training schedule."""
+    for key, what in (("patch_spec", "patch/normalisation settings"), ("schedule", "training schedule")):
+        ref = infos[0][key]
+        for label, info in zip(labels[1:], infos[1:]):
+            if info[key] != ref:
+                return (f"Site check failed: {what} differ: {labels[0]} {ref} vs {label} {info[key]}; "
+                        f"every site must use the same values")
+    return None

@@ -1,0 +1,166 @@
+"""Glue between the `homo_lung_nn` component and the core: artifacts in, core calls, artifacts and metrics out."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fate_components.core.federated import RoundReport, SiteData, run_server, run_site
+from fate_components.core.model import ModelConfig, build_model, count_parameters
+from fate_components.core.patch_dataset import PatchDataset
+from fate_components.core.signature import model_signature
+from fate_components.core.training import TrainConfig, predict_proba
+
+from ._federation import AGGREGATORS, arbiter_check, site_check
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+META_FILE = "model_meta.json"
+
+
+def limit_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # only settable before the first parallel op; harmless if already set
+        pass
+
+
+def load_site_data(directory: Path) -> tuple[PatchDataset, SiteData]:
+    dataset = PatchDataset(Path(directory))
+    labels = dataset.labels
+    train_idx, val_idx = dataset.split("train"), dataset.split("val")
+    patches = dataset.patches
+    return dataset, SiteData(train_x=patches[train_idx], train_y=labels[train_idx],
+                             val_x=patches[val_idx], val_y=labels[val_idx])
+
+
+def _finite(x: float) -> float:
+    return float(x) if x is not None and math.isfinite(x) else -1.0
+
+
+def _replace_file(path: Path, write) -> None:
+    """Write through a temporary name, so a reader never finds half a file under the final one."""
+    tmp = path.with_name(path.name + f".partial-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_model(directory: Path, model: torch.nn.Module, meta: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    _replace_file(directory / MODEL_FILE, lambda p: torch.save(model.state_dict(), p))
+    _replace_file(directory / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=2)))
+
+
+def load_model(directory: Path) -> tuple[torch.nn.Module, dict]:
+    directory = Path(directory)
+    meta = json.loads((directory / META_FILE).read_text())
+    model = build_model(ModelConfig.from_dict(meta["model_config"]))
+    model.load_state_dict(torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True))
+    model.eval()
+    return model, meta
+
+
+def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, aggregation: str, train_data,
+               test_data, warm_start_model, output_model, predictions) -> None:
+    dataset, data = load_site_data(train_data.get_directory())
+    model_config = ModelConfig.from_dict(model_options or {})
+    model = build_model(model_config, seed=config.seed)
+    if warm_start_model is not None:
+        warm, _ = load_model(warm_start_model.get_directory())
+        model.load_state_dict(warm.state_dict())
+    logger.info("%s: %d train / %d val patches, model with %d parameters", site_name, len(data.train_x),
+                len(data.val_x), count_parameters(model))
+    site_check(ctx, site_name, {"signature": model_signature(model), "patch_spec": dataset.summary["patch_spec"],
+                                "schedule": {"rounds": config.rounds, "aggregation": aggregation}})
+    aggregator = AGGREGATORS[aggregation][0]().setup(ctx)
+
+    history: list[dict] = []
+
+    def on_round(report: RoundReport) -> None:
+        round_ctx = ctx.on_iterations.indexed_ctx(report.round)
+        round_ctx.metrics.log_loss("train_loss", report.train_loss)
+        round_ctx.metrics.log_loss("val_loss", _finite(report.val["loss"]))
+        round_ctx.metrics.log_auc("val_auc", _finite(report.val["auc"]))
+        round_ctx.metrics.log_loss("global_val_loss", report.global_val_loss)
+        history.append({"round": report.round, "train_loss": report.train_loss, "val": report.val,
+                        "global_val_loss": report.global_val_loss, "train_seconds": report.train_seconds,
+                        "aggregate_seconds": report.aggregate_seconds})
+        logger.info("[Round %d] %s loss: %.4f | val loss %.4f auc %.3f | global val loss %.4f", report.round + 1,
+                    site_name, report.train_loss, report.val["loss"], report.val["auc"], report.global_val_loss)
+
+    run_site(model, data, config, ctx.on_iterations.ctxs_range(config.rounds), aggregator, on_round)
+    meta = {"model_config": model_config.to_dict(), "train_config": config.to_dict(), "aggregation": aggregation,
+            "patch_spec": dataset.summary["patch_spec"], "torch": str(torch.__version__), "site_name": site_name,
+            "n_train": len(data.train_x), "n_val": len(data.val_x), "history": history}
+    if output_model is not None:
+        save_model(Path(output_model.get_directory()), model, meta)
+        output_model.write_metadata({"model_config": meta["model_config"], "rounds": config.rounds})
+    if test_data is not None and predictions is not None:
+        _write_predictions(model, PatchDataset(Path(test_data.get_directory())), Path(predictions.get_directory()))
+
+
+def train_arbiter(ctx, config: TrainConfig, aggregation: str, output_model) -> None:
+    arbiter_check(ctx)
+    server = AGGREGATORS[aggregation][1](ctx)
+    rounds = []
+
+    def on_round(round_idx: int, global_val_loss: float | None, seconds: float) -> None:
+        round_ctx = ctx.on_iterations.indexed_ctx(round_idx)
+        round_ctx.metrics.log_scalar("round_seconds", seconds)
+        if global_val_loss is not None:
+            round_ctx.metrics.log_loss("global_val_loss", global_val_loss)
+        rounds.append({"round": round_idx, "round_seconds": seconds})
+
+    run_server(ctx.on_iterations.ctxs_range(config.rounds), server, on_round)
+    if output_model is not None:
+        directory = Path(output_model.get_directory())
+        _replace_file(directory / "arbiter_summary.json", lambda p: p.write_text(json.dumps(
+            {"aggregation": aggregation, "rounds": rounds}, indent=2)))
+        output_model.write_metadata({"aggregation": aggregation, "rounds": config.rounds})
+
+
+def _write_predictions(model: torch.nn.Module, dataset: PatchDataset, out_dir: Path) -> int:
+    probabilities = predict_proba(model, dataset.patches)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = dataset.table
+
+    def write_full(path: Path) -> None:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["seriesuid", "coordX", "coordY", "coordZ", "class", "patient_split", "probability"])
+            for row, p in zip(rows, probabilities):
+                w.writerow([row.seriesuid, *row.world_xyz_mm, row.label, row.patient_split, f"{p:.6f}"])
+
+    def write_submission(path: Path) -> None:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["seriesuid", "coordX", "coordY", "coordZ", "probability"])
+            for row, p in zip(rows, probabilities):
+                w.writerow([row.seriesuid, *row.world_xyz_mm, f"{p:.6f}"])
+
+    _replace_file(out_dir / "predictions.csv", write_full)
+    _replace_file(out_dir / "submission.csv", write_submission)
+    return len(rows)
+
+
+def predict_site(ctx, test_data, input_model, predictions) -> None:
+    model, meta = load_model(Path(input_model.get_directory()))
+    dataset = PatchDataset(Path(test_data.get_directory()))
+    if dataset.summary["patch_spec"] != meta["patch_spec"]:
+        from fate_components.core.errors import ConfigError
+
+        raise ConfigError(f"test data were cut with {dataset.summary['patch_spec']}, but the model was trained on "
+                          f"{meta['patch_spec']}; run luna16_reader with the training settings")
+    n = _write_predictions(model, dataset, Path(predictions.get_directory()))
+    ctx.metrics.log_metrics({"candidates_scored": n}, name="predict_summary", type="summary")

@@ -1,0 +1,75 @@
+"""FATE component `homo_lung_nn`: federated averaging of the 3D ResNet; stages train and predict."""
+# No `from __future__ import annotations` here: FATE reads the annotations as live objects.
+
+import json
+import logging
+import math
+from pathlib import Path
+
+from fate.components.core import ARBITER, GUEST, HOST, Role, cpn, params
+
+logger = logging.getLogger(__name__)
+
+
+@cpn.component(roles=[GUEST, HOST, ARBITER])
+def homo_lung_nn(ctx, role):
+    ...
+
+
+@homo_lung_nn.train()
+def train(
+    ctx,
+    role: Role,
+    train_data: cpn.data_directory_input(roles=[GUEST, HOST], desc="patch dataset from luna16_reader (train mode)"),
+    test_data: cpn.data_directory_input(roles=[GUEST, HOST], optional=True,
+                                        desc="patch dataset in predict mode: scored with the final model"),
+    warm_start_model: cpn.model_directory_input(roles=[GUEST, HOST], optional=True,
+                                                desc="a model from an earlier job to start from"),
+    output_model: cpn.model_directory_output(roles=[GUEST, HOST, ARBITER], optional=True),
+    predictions: cpn.data_directory_output(roles=[GUEST, HOST], optional=True,
+                                           desc="predictions.csv and a LUNA16 submission.csv for test_data"),
+    site_name: cpn.parameter(type=str, default="", desc="human name of this site, used in messages and metrics"),
+    rounds: cpn.parameter(type=params.conint(gt=0), default=20, desc="federated rounds"),
+    local_epochs: cpn.parameter(type=params.conint(gt=0), default=3, desc="local epochs per round"),
+    batch_size: cpn.parameter(type=params.conint(gt=0), default=16, desc="patches per batch"),
+    learning_rate: cpn.parameter(type=params.confloat(gt=0), default=1e-4, desc="optimiser learning rate"),
+    weight_decay: cpn.parameter(type=params.confloat(ge=0), default=1e-5, desc="optimiser weight decay"),
+    optimizer: cpn.parameter(type=params.string_choice(["adam", "adamw", "sgd"]), default="adam",
+                             desc="optimiser (sgd uses momentum 0.9)"),
+    model: cpn.parameter(type=dict, default={}, desc="3D ResNet options: widths, blocks, groups, dropout"),
+    aggregation: cpn.parameter(type=params.string_choice(["secagg"]), default="secagg",
+                               desc="how updates are protected: secagg = FATE's pairwise-mask secure aggregation"),
+    seed: cpn.parameter(type=int, default=0, desc="seed of the initial weights and batch order"),
+    threads: cpn.parameter(type=params.conint(gt=0), default=1,
+                           desc="torch threads per party (one process runs per party)"),
+):
+    from fate_components.components import _trainer
+
+    _trainer.limit_threads(threads)
+    from fate_components.core.training import TrainConfig
+
+    config = TrainConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
+                         learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer, seed=seed)
+    if role.is_arbiter:
+        _trainer.train_arbiter(ctx, config, aggregation, output_model)
+    else:
+        _trainer.train_site(ctx, config, site_name or role.name, model, aggregation, train_data, test_data,
+                            warm_start_model, output_model, predictions)
+
+
+@homo_lung_nn.predict()
+def predict(
+    ctx,
+    role: Role,
+    test_data: cpn.data_directory_input(roles=[GUEST, HOST], desc="patch dataset from luna16_reader (predict mode)"),
+    input_model: cpn.model_directory_input(roles=[GUEST, HOST], desc="model written by the train stage"),
+    predictions: cpn.data_directory_output(roles=[GUEST, HOST], desc="predictions.csv and submission.csv"),
+    threads: cpn.parameter(type=params.conint(gt=0), default=1, desc="torch threads"),
+):
+    if role.is_arbiter:
+        logger.info("arbiter has no data to predict")
+        return
+    from fate_components.components import _trainer
+
+    _trainer.limit_threads(threads)
+    _trainer.predict_site(ctx, test_data, input_model, predictions)

@@ -1,0 +1,54 @@
+"""FATE component `luna16_reader`: a bound site directory in, a patch dataset out (it stays on the site)."""
+# No `from __future__ import annotations` here: FATE reads the annotations as live objects.
+
+import logging
+from pathlib import Path
+
+from fate.components.core import GUEST, HOST, Role, cpn, params
+
+logger = logging.getLogger(__name__)
+
+
+@cpn.component(roles=[GUEST, HOST])
+def luna16_reader(
+    ctx,
+    role: Role,
+    site_data: cpn.data_directory_input(roles=[GUEST, HOST], desc="site directory bound with `flow table bind`: "
+                                        "scans/, candidates.csv, annotations.csv"),
+    output_data: cpn.data_directory_output(roles=[GUEST, HOST], desc="patch dataset (patches.npy, candidates.csv, "
+                                           "summary.json); never leaves the site"),
+    mode: cpn.parameter(type=params.string_choice(["train", "predict"]), default="train",
+                        desc="train: all positives, negatives sampled at negative_ratio; predict: every candidate"),
+    negative_ratio: cpn.parameter(type=params.confloat(gt=0), default=3.0,
+                                  desc="negatives kept per positive in train mode"),
+    val_fraction: cpn.parameter(type=params.confloat(ge=0, lt=1), default=0.2,
+                                desc="fraction of patients (seriesuids) held out for validation"),
+    patch_size_mm: cpn.parameter(type=params.confloat(gt=0), default=48.0, desc="edge of the patch cube in mm"),
+    patch_voxels: cpn.parameter(type=params.conint(gt=3), default=32, desc="voxels per patch edge after resampling"),
+    hu_min: cpn.parameter(type=float, default=-1000.0, desc="lower end of the HU window mapped to 0"),
+    hu_max: cpn.parameter(type=float, default=400.0, desc="upper end of the HU window mapped to 1"),
+    on_bad_scan: cpn.parameter(type=params.string_choice(["skip", "raise"]), default="skip",
+                               desc="skip (and report) or fail on an unreadable scan or a bad candidate"),
+    seed: cpn.parameter(type=int, default=0, desc="seed for negative sampling and the validation split"),
+):
+    from fate_components.core.patch_dataset import build_patch_dataset
+    from fate_components.core.patches import PatchSpec
+
+    site_root = Path(site_data.get_directory())
+    spec = PatchSpec(size_mm=patch_size_mm, size_voxels=patch_voxels, hu_min=hu_min, hu_max=hu_max)
+    out_dir = Path(output_data.get_directory())
+    logger.info("luna16_reader: reading %s in %s mode", site_root, mode)
+    # build_patch_dataset writes beside out_dir and renames at the end: no half-written dataset.
+    report = build_patch_dataset(site_root, out_dir, spec=spec, mode=mode, negative_ratio=negative_ratio,
+                                 val_fraction=val_fraction, seed=seed, on_bad_scan=on_bad_scan)
+    output_data.write_metadata({"patch_spec": spec.to_dict(), "mode": mode})
+    ctx.metrics.log_metrics(
+        {"scans_read": report.scans_read, "scans_skipped": len(report.scans_skipped),
+         "candidates_total": report.candidates_total, "positives": report.positives,
+         "negatives_kept": report.negatives_kept, "negatives_dropped": report.negatives_dropped,
+         "candidates_skipped": len(report.candidates_skipped)},
+        name="reader_summary", type="summary")
+    if report.scans_skipped or report.candidates_skipped:
+        # Reasons name relative paths and seriesuids only: safe to show outside the site.
+        ctx.metrics.log_metrics({"scans": report.scans_skipped[:100], "candidates": report.candidates_skipped[:100]},
+                                name="reader_skipped", type="skipped")

@@ -1,0 +1,136 @@
+"""LUNA16 candidates.csv and annotations.csv: reading with line-numbered errors, and writing."""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .errors import CsvFormatError
+
+__all__ = ["Candidate", "Annotation", "read_candidates", "read_annotations", "write_candidates",
+           "write_annotations", "CANDIDATE_COLUMNS", "ANNOTATION_COLUMNS"]
+
+CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
+ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    seriesuid: str
+    world_xyz_mm: tuple[float, float, float]   # LPS world coordinates of the candidate centre
+    label: int                                 # 1 = nodule, 0 = not a nodule
+    row: int                                   # line number in candidates.csv (header = line 1)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    seriesuid: str
+    world_xyz_mm: tuple[float, float, float]
+    diameter_mm: float
+
+
+def _rows(path: Path, expected: tuple[str, ...], shown: str) -> Iterable[tuple[int, dict[str, str]]]:
+    """(line number, row) for each non-blank data row, after checking the header."""
+    path = Path(path)
+    try:
+        fh = open(path, newline="", encoding="utf-8-sig")   # utf-8-sig: spreadsheets add a BOM
+    except FileNotFoundError as exc:
+        raise CsvFormatError(f"{shown}: file not found; expected a CSV with columns {','.join(expected)}") from exc
+    with fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise CsvFormatError(f"{shown}: line 1: not a readable CSV file ({exc})") from exc
+        if header is None:
+            raise CsvFormatError(f"{shown}: file is empty; expected header {','.join(expected)}")
+        header = [h.strip() for h in header]
+        missing = [c for c in expected if c not in header]
+        if missing:
+            raise CsvFormatError(f"{shown}: header is {','.join(header)!r}, expected {','.join(expected)!r} "
+                                 f"(missing {', '.join(missing)}); column names are case-sensitive")
+        position = {c: header.index(c) for c in expected}
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise CsvFormatError(f"{shown}: line {reader.line_num}: not valid CSV ({exc})") from exc
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) < len(header):
+                raise CsvFormatError(f"{shown}: line {reader.line_num}: {len(values)} values, expected "
+                                     f"{len(header)} (one per header column)")
+            yield reader.line_num, {c: values[i].strip() for c, i in position.items()}
+
+
+def _number(row: dict[str, str], column: str, line: int, shown: str) -> float:
+    text = row[column]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise CsvFormatError(f"{shown}: line {line}: {column} is {text!r}, expected a number")
+    return value
+
+
+def _seriesuid(row: dict[str, str], line: int, shown: str) -> str:
+    if not row["seriesuid"]:
+        raise CsvFormatError(f"{shown}: line {line}: seriesuid is empty")
+    return row["seriesuid"]
+
+
+def _xyz(row: dict[str, str], line: int, shown: str) -> tuple[float, float, float]:
+    return tuple(_number(row, c, line, shown) for c in ("coordX", "coordY", "coordZ"))
+
+
+def read_candidates(path: Path, *, shown: str | None = None) -> list[Candidate]:
+    """Read a LUNA16 candidates.csv (extra columns allowed); `shown` names the file in errors."""
+    shown = shown or Path(path).name
+    candidates = []
+    for line, row in _rows(path, CANDIDATE_COLUMNS, shown):
+        label = _number(row, "class", line, shown)
+        if label not in (0.0, 1.0):
+            raise CsvFormatError(f"{shown}: line {line}: class is {row['class']!r}, expected 0 or 1")
+        candidates.append(Candidate(_seriesuid(row, line, shown), _xyz(row, line, shown), int(label), line))
+    return candidates
+
+
+def read_annotations(path: Path, *, shown: str | None = None) -> list[Annotation]:
+    """Read a LUNA16 annotations.csv (extra columns allowed)."""
+    shown = shown or Path(path).name
+    annotations = []
+    for line, row in _rows(path, ANNOTATION_COLUMNS, shown):
+        diameter = _number(row, "diameter_mm", line, shown)
+        if diameter <= 0:
+            raise CsvFormatError(f"{shown}: line {line}: diameter_mm is {row['diameter_mm']!r}, expected a "
+                                 f"positive number")
+        annotations.append(Annotation(_seriesuid(row, line, shown), _xyz(row, line, shown), diameter))
+    return annotations
+
+
+def _write(path: Path, header: tuple[str, ...], rows: Iterable[list]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _float_text(x: float) -> str:
+    return repr(float(x))   # shortest text that reads back to the same float
+
+
+def write_candidates(path: Path, candidates: Iterable[Candidate]) -> None:
+    _write(path, CANDIDATE_COLUMNS, ([c.seriesuid, *map(_float_text, c.world_xyz_mm), int(c.label)]
+                                     for c in candidates))
+
+
+def write_annotations(path: Path, annotations: Iterable[Annotation]) -> None:
+    _write(path, ANNOTATION_COLUMNS, ([a.seriesuid, *map(_float_text, a.world_xyz_mm), _float_text(a.diameter_mm)]
+                                      for a in annotations))

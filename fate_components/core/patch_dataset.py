@@ -1,0 +1,287 @@
+"""A site's patch dataset: patches cut from its scans, built once and kept at the hospital.
+
+Layout of the dataset directory:
+- ``patches.npy``: float16 [N, 1, D, H, W], normalised to [0, 1] (see PatchSpec);
+- ``candidates.csv``: index,seriesuid,coordX,coordY,coordZ,label,patient_split — row `index`
+  of patches.npy; patient_split (train/val) is decided per seriesuid (one seriesuid = one
+  patient), so no patient has patches on both sides;
+- ``summary.json``: counts, skip reasons, patch spec, parameters and per-scan spacing.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .candidates import Candidate, read_annotations, read_candidates
+from .errors import (ConfigError, CoordinateOutOfVolumeError, LungError, MissingScanError, ScanReadError,
+                     display_path)
+from .patches import PatchSpec, extract_patch
+from .scans import index_scans, read_scan
+
+__all__ = ["ReadReport", "PatchRecord", "PatchDataset", "build_patch_dataset", "patient_split",
+           "FORMAT_VERSION"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_TABLE_COLUMNS = ("index", "seriesuid", "coordX", "coordY", "coordZ", "label", "patient_split")
+_SPLITS = ("train", "val")
+
+
+@dataclass
+class ReadReport:
+    scans_read: int = 0
+    scans_skipped: list[dict] = field(default_factory=list)       # {seriesuid, path?, reason, message}
+    candidates_total: int = 0
+    positives: int = 0                                            # positive patches written
+    negatives_kept: int = 0                                       # negative patches written
+    negatives_dropped: int = 0                                    # left out by sampling (train mode)
+    candidates_skipped: list[dict] = field(default_factory=list)  # {seriesuid, row, reason, message}
+    spacings_mm: list[tuple] = field(default_factory=list)        # (x, y, z) of every scan read
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def patient_split(seriesuids, val_fraction: float, seed: int) -> dict[str, str]:
+    """seriesuid -> "train" | "val", deterministic for (set of uids, val_fraction, seed).
+
+    At least one patient goes to each side when val_fraction > 0 and there are two or more.
+    """
+    uids = sorted(set(seriesuids))
+    n_val = int(round(val_fraction * len(uids)))
+    if val_fraction > 0 and len(uids) >= 2:
+        n_val = min(max(n_val, 1), len(uids) - 1)
+    order = np.random.default_rng([seed, 0x5B11]).permutation(len(uids))
+    val = {uids[i] for i in order[:n_val]}
+    return {u: ("val" if u in val else "train") for u in uids}
+
+
+def _check_parameters(mode: str, negative_ratio: float, val_fraction: float, on_bad_scan: str) -> None:
+    if mode not in ("train", "predict"):
+        raise ConfigError(f"mode must be 'train' or 'predict', not {mode!r}")
+    if not (isinstance(negative_ratio, (int, float)) and negative_ratio >= 0):
+        raise ConfigError(f"negative_ratio must be a number >= 0 (negatives kept per positive), not {negative_ratio!r}")
+    if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
+        raise ConfigError(f"val_fraction must be in [0, 1), not {val_fraction!r}")
+    if on_bad_scan not in ("skip", "raise"):
+        raise ConfigError(f"on_bad_scan must be 'skip' or 'raise', not {on_bad_scan!r}")
+
+
+def _select(candidates: list[Candidate], mode: str, negative_ratio: float, seed: int) -> tuple[list[Candidate], int]:
+    """Candidates to cut (in csv order) and the number of negatives dropped by sampling."""
+    if mode == "predict":
+        return list(candidates), 0
+    negatives = [n for n, c in enumerate(candidates) if c.label == 0]
+    positives = len(candidates) - len(negatives)
+    n_keep = min(len(negatives), int(round(negative_ratio * positives)))
+    keep = set(np.random.default_rng([seed, 0xCA4D]).choice(negatives, size=n_keep, replace=False).tolist()
+               if n_keep else [])
+    selected = [c for n, c in enumerate(candidates) if c.label == 1 or n in keep]
+    return selected, len(negatives) - n_keep
+
+
+def _prepare_out_dir(out_dir: Path) -> Path:
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and
+                                                      not (out_dir / "summary.json").is_file())):
+        raise ConfigError(f"{out_dir}: exists and is not a patch dataset; refusing to overwrite it, "
+                          f"choose an empty or new output directory")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_dir.parent / f"{out_dir.name}.partial-{os.getpid()}"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    return partial
+
+
+def _publish(partial: Path, out_dir: Path) -> None:
+    """Replace out_dir by the finished dataset; readers see the old or the new one, never half."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f"{out_dir.name}.old-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out_dir, old)
+    os.replace(partial, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_patch_dataset(site_root: Path, out_dir: Path, *, spec: PatchSpec = PatchSpec(), mode: str = "train",
+                        negative_ratio: float = 3.0, val_fraction: float = 0.2, seed: int = 0,
+                        on_bad_scan: str = "skip",
+                        progress: Callable[[int, int], None] | None = None) -> ReadReport:
+    """Cut the patches of a site (``candidates.csv``, optional ``annotations.csv``, ``scans/``).
+
+    mode "train" keeps every positive and samples `negative_ratio` negatives per positive
+    (seeded; the ratio is applied to the csv before scans are read); "predict" keeps every
+    candidate. With on_bad_scan="skip", an unreadable or missing scan skips its candidates and
+    a candidate outside its scan is skipped, each with its reason in the report; "raise" raises.
+    Each scan is read once. The output appears atomically; on error nothing is left behind.
+    `progress(done, total)` is called after each scan.
+    """
+    _check_parameters(mode, negative_ratio, val_fraction, on_bad_scan)
+    site_root, out_dir = Path(site_root), Path(out_dir)
+    candidates_csv = site_root / "candidates.csv"
+    candidates = read_candidates(candidates_csv, shown=display_path(candidates_csv, site_root))
+    annotations_csv = site_root / "annotations.csv"
+    n_annotations = (len(read_annotations(annotations_csv, shown=display_path(annotations_csv, site_root)))
+                     if annotations_csv.is_file() else None)
+    index = index_scans(site_root)
+    selected, dropped = _select(candidates, mode, negative_ratio, seed)
+    splits = patient_split((c.seriesuid for c in candidates), val_fraction, seed)
+    report = ReadReport(candidates_total=len(candidates), negatives_dropped=dropped)
+
+    partial = _prepare_out_dir(out_dir)
+    try:
+        n_written, records, scans = _cut_patches(site_root, partial, selected, index, spec, on_bad_scan,
+                                                 report, progress)
+        _write_table(partial / "candidates.csv", records, splits)
+        summary = {
+            "format_version": FORMAT_VERSION, "mode": mode, "negative_ratio": negative_ratio,
+            "val_fraction": val_fraction, "seed": seed, "on_bad_scan": on_bad_scan,
+            "patch_spec": spec.to_dict(), "patches_shape": [n_written, 1] + [spec.size_voxels] * 3,
+            "patches_dtype": "float16", "annotations": n_annotations,
+            "patients_per_split": {s: len({r.seriesuid for r in records if splits[r.seriesuid] == s})
+                                   for s in _SPLITS},
+            "patches_per_split": {s: sum(splits[r.seriesuid] == s for r in records) for s in _SPLITS},
+            "scans": scans, **report.to_dict(),
+        }
+        (partial / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _publish(partial, out_dir)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return report
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    index: int
+    seriesuid: str
+    world_xyz_mm: tuple[float, float, float]
+    label: int
+    patient_split: str
+
+
+def _cut_patches(site_root: Path, out: Path, selected: list[Candidate], index: dict[str, Path], spec: PatchSpec,
+                 on_bad_scan: str, report: ReadReport,
+                 progress: Callable[[int, int], None] | None) -> tuple[int, list[Candidate], list[dict]]:
+    by_scan: dict[str, list[Candidate]] = defaultdict(list)
+    for c in selected:
+        by_scan[c.seriesuid].append(c)
+    shape = (len(selected), 1) + (spec.size_voxels,) * 3
+    # A memory-mapped .npy grows on disk, not in RAM: predict mode on a full site is large.
+    staging = np.lib.format.open_memmap(out / "patches.staging.npy", mode="w+", dtype=np.float16, shape=shape)
+    records, scans, n = [], [], 0
+
+    def skip_candidates(cs: list[Candidate], reason: str, message: str) -> None:
+        for c in cs:
+            report.candidates_skipped.append({"seriesuid": c.seriesuid, "row": c.row, "reason": reason,
+                                              "message": message})
+
+    for done, (uid, cs) in enumerate(sorted(by_scan.items()), start=1):
+        try:
+            volume = read_scan(site_root, uid, index)
+        except (MissingScanError, ScanReadError) as exc:
+            if on_bad_scan == "raise":
+                raise
+            reason = "missing scan" if isinstance(exc, MissingScanError) else "unreadable scan"
+            location = index.get(uid)
+            entry = {"seriesuid": uid, "reason": reason, "message": str(exc)}
+            if location is not None:
+                entry["path"] = display_path(location, site_root)
+            report.scans_skipped.append(entry)
+            skip_candidates(cs, reason, str(exc))
+            logger.warning("skipping %s: %s", uid, exc)
+        else:
+            report.scans_read += 1
+            report.spacings_mm.append(tuple(round(s, 6) for s in volume.spacing_mm))
+            scans.append({"seriesuid": uid, "source": volume.source, "spacing_mm": list(volume.spacing_mm),
+                          "shape_xyz": list(volume.shape_xyz)})
+            for c in cs:
+                try:
+                    patch = extract_patch(volume, c.world_xyz_mm, spec, row=c.row)
+                except CoordinateOutOfVolumeError as exc:
+                    if on_bad_scan == "raise":
+                        raise
+                    skip_candidates([c], "outside scan", str(exc))
+                    continue
+                staging[n, 0] = patch
+                records.append(c)
+                n += 1
+                if c.label == 1:
+                    report.positives += 1
+                else:
+                    report.negatives_kept += 1
+            del volume   # one scan in memory at a time
+        if progress is not None:
+            progress(done, len(by_scan))
+
+    staging.flush()
+    final = np.lib.format.open_memmap(out / "patches.npy", mode="w+", dtype=np.float16, shape=(n,) + shape[1:])
+    for start in range(0, n, 256):
+        final[start:start + 256] = staging[start:start + 256]
+    final.flush()
+    del final, staging
+    (out / "patches.staging.npy").unlink()
+    return n, records, scans
+
+
+def _write_table(path: Path, records: list[Candidate], splits: dict[str, str]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(_TABLE_COLUMNS)
+        for n, c in enumerate(records):
+            writer.writerow([n, c.seriesuid, *(repr(float(v)) for v in c.world_xyz_mm), c.label, splits[c.seriesuid]])
+
+
+class PatchDataset:
+    """A built patch dataset: `patches` (float16 memmap [N, 1, D, H, W]), `table`, `summary`."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        shown = self.directory.name + "/"
+        for name in ("patches.npy", "candidates.csv", "summary.json"):
+            if not (self.directory / name).is_file():
+                raise LungError(f"{shown}: {name} is missing; this is not a patch dataset (build one with "
+                                f"build_patch_dataset)")
+        self.summary: dict = json.loads((self.directory / "summary.json").read_text())
+        self.patches: np.ndarray = np.load(self.directory / "patches.npy", mmap_mode="r")
+        self.table: list[PatchRecord] = []
+        with open(self.directory / "candidates.csv", newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                self.table.append(PatchRecord(int(row["index"]), row["seriesuid"],
+                                              (float(row["coordX"]), float(row["coordY"]), float(row["coordZ"])),
+                                              int(row["label"]), row["patient_split"]))
+        if len(self.table) != self.patches.shape[0] or any(r.index != n for n, r in enumerate(self.table)):
+            raise LungError(f"{shown}: candidates.csv has {len(self.table)} rows for {self.patches.shape[0]} "
+                            f"patches; rebuild the patch dataset")
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray([r.label for r in self.table], dtype=np.int64)
+
+    @property
+    def spec(self) -> PatchSpec:
+        return PatchSpec.from_dict(self.summary["patch_spec"])
+
+    def split(self, which: str) -> np.ndarray:
+        """Indices (int64) of the patches of patients in split `which` ("train", "val" or "all")."""
+        if which == "all":
+            return np.arange(len(self.table), dtype=np.int64)
+        if which not in _SPLITS:
+            raise ConfigError(f"split must be 'train', 'val' or 'all', not {which!r}")
+        return np.asarray([r.index for r in self.table if r.patient_split == which], dtype=np.int64)

@@ -1,0 +1,133 @@
+"""Local training, evaluation and prediction of the patch classifier (no FATE here)."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+__all__ = ["TrainConfig", "LocalResult", "train_local", "evaluate", "predict_proba", "binary_auc",
+           "get_parameters", "set_parameters"]
+
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of federated training, in the terms a hospital ML engineer uses."""
+
+    rounds: int = 20
+    local_epochs: int = 3
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-5
+    optimizer: str = "adam"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "local_epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive, not {self.learning_rate!r}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, not {self.weight_decay!r}")
+        if self.optimizer not in _OPTIMIZERS:
+            raise ConfigError(f"optimizer {self.optimizer!r} is not one of {sorted(_OPTIMIZERS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        kwargs = {"lr": self.learning_rate, "weight_decay": self.weight_decay}
+        if self.optimizer == "sgd":
+            kwargs["momentum"] = 0.9
+        return _OPTIMIZERS[self.optimizer](model.parameters(), **kwargs)
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    loss: float          # mean training loss over the local epochs' last epoch
+    n_samples: int
+    seconds: float
+
+
+def _as_tensor(patches: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32))
+
+
+def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.ndarray, labels: np.ndarray, *,
+                epochs: int, batch_size: int, generator: torch.Generator) -> LocalResult:
+    """Run `epochs` passes over the site's training patches ([N,1,D,H,W], labels {0,1})."""
+    if len(patches) == 0:
+        raise ConfigError("no training patches at this site: check the reader's output and val_fraction")
+    start = time.perf_counter()
+    model.train()
+    loss_fn = nn.BCEWithLogitsLoss()
+    y_all = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+    last_epoch_loss = 0.0
+    for _ in range(epochs):
+        order = torch.randperm(len(patches), generator=generator).numpy()
+        total, count = 0.0, 0
+        for lo in range(0, len(order), batch_size):
+            idx = np.sort(order[lo:lo + batch_size])  # sorted reads are kinder to a memory-mapped array
+            x, y = _as_tensor(patches[idx]), y_all[idx]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        last_epoch_loss = total / count
+    return LocalResult(loss=last_epoch_loss, n_samples=len(patches), seconds=time.perf_counter() - start)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    out = [torch.sigmoid(model(_as_tensor(patches[lo:lo + batch_size]))).numpy()
+           for lo in range(0, len(patches), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC; NaN when only one class is present (AUC is undefined then)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    if labels.size == 0 or labels.min() == labels.max():
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def evaluate(model: nn.Module, patches: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> dict:
+    """Loss, AUC and accuracy at 0.5 on a labelled patch set."""
+    if len(patches) == 0:
+        return {"loss": float("nan"), "auc": float("nan"), "accuracy": float("nan"), "n": 0}
+    prob = predict_proba(model, patches, batch_size)
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)
+    loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return {"loss": loss, "auc": binary_auc(y, prob), "accuracy": float(np.mean((prob >= 0.5) == (y == 1))),
+            "n": int(len(y))}
+
+
+def get_parameters(model: nn.Module) -> list[np.ndarray]:
+    """Every entry of the state dict in order (float32 copies): what a round exchanges."""
+    return [v.detach().cpu().numpy().astype(np.float32, copy=True) for v in model.state_dict().values()]
+
+
+def set_parameters(model: nn.Module, arrays: list[np.ndarray]) -> None:
+    state = model.state_dict()
+    if len(arrays) != len(state):
+        raise ConfigError(f"expected {len(state)} parameter arrays, got {len(arrays)}")
+    new_state = {}
+    for (name, ref), arr in zip(state.items(), arrays):
+        if tuple(arr.shape) != tuple(ref.shape):
+            raise ConfigError(f"parameter {name!r}: shape {tuple(arr.shape)} does not match the model's {tuple(ref.shape)}")
+        new_state[name] = torch.as_tensor(np.asarray(arr), dtype=ref.dtype)
+    model.load_state_dict(new_state)

@@ -1,0 +1,1 @@
+"""Operator tooling around FATE-Flow: server lifecycle, job compilation and submission."""

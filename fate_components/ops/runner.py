@@ -1,0 +1,166 @@
+"""Submit a compiled job to FATE-Flow, follow it round by round, and collect where its outputs are."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from fate_components.core.errors import LungError
+
+from .jobs import Site, parse_sites
+from .site_data import table_bound
+
+FINAL_STATES = {"success", "failed", "canceled", "timeout"}
+
+
+class JobError(LungError):
+    """A FATE job was refused, failed, or did not finish in time."""
+
+
+def check_tables(client, conf: dict) -> None:
+    """Refuse to submit when a site's table is not bound in this FATE-Flow (nothing is submitted)."""
+    missing = []
+    for site in parse_sites(conf):
+        for key, table in site.tables.items():
+            if not table_bound(client, table["namespace"], table["name"]):
+                missing.append(f"{site.name} ({site.role} {site.party_id}): table {table['namespace']}/{table['name']}")
+    if missing:
+        raise JobError("tables not bound, nothing submitted:\n  " + "\n  ".join(missing) +
+                       "\nbind each site first: flow table bind -ns NAMESPACE -n NAME -o /path/to/site "
+                       "(or fate-lung bind-site)")
+
+
+def submit(client, dag: dict) -> dict:
+    response = client.job.submit(dag)
+    if response.get("code") != 0:
+        raise JobError(f"FATE-Flow refused the job: {response.get('message')} (code {response.get('code')})")
+    return {"job_id": response["job_id"], **response.get("data", {})}
+
+
+def job_status(client, job_id: str) -> str:
+    response = client.job.query(job_id=job_id)
+    jobs = response.get("data") or []
+    statuses = {j["status"] for j in jobs}
+    if not statuses:
+        return "unknown"
+    for state in ("failed", "canceled", "timeout"):
+        if state in statuses:
+            return state
+    return "success" if statuses == {"success"} else sorted(statuses - {"success"})[0]
+
+
+def _metric_rows(client, job_id: str, role: str, party_id: str, task: str) -> list[dict]:
+    response = client.output.query_metric(job_id=job_id, role=role, party_id=party_id, task_name=task)
+    return response.get("data") or [] if response.get("code") == 0 else []
+
+
+def step_metrics(client, job_id: str, role: str, party_id: str, task: str) -> dict[str, dict[int, float]]:
+    """{metric name: {round: value}} for one party's task."""
+    out: dict[str, dict[int, float]] = {}
+    for metric in _metric_rows(client, job_id, role, party_id, task):
+        if metric.get("step_axis") is None:
+            continue
+        for point in metric.get("data", []):
+            out.setdefault(metric["name"], {})[int(point["step"])] = point["metric"]
+    return out
+
+
+@dataclass
+class RoundProgress:
+    """Prints one line per finished round with every site's figures, as soon as all sites reported it."""
+
+    client: object
+    job_id: str
+    task: str
+    sites: list[Site]
+    rounds: int
+    printer: Callable[[str], None] = print
+    shown: int = 0
+    history: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+
+    def poll(self) -> None:
+        data_sites = [s for s in self.sites if s.role != "arbiter"]
+        for site in data_sites:
+            self.history[site.name] = step_metrics(self.client, self.job_id, site.role, site.party_id, self.task)
+        while True:
+            r = self.shown
+            if not all(r in self.history[s.name].get("train_loss", {}) for s in data_sites):
+                return
+            parts = [f"{s.name} loss: {self.history[s.name]['train_loss'][r]:.3f}" for s in data_sites]
+            global_val = self.history[data_sites[0].name].get("global_val_loss", {}).get(r)
+            aucs = [self.history[s.name].get("val_auc", {}).get(r) for s in data_sites]
+            aucs = [a for a in aucs if a is not None and a >= 0]
+            tail = f" | global val loss: {global_val:.3f}" if global_val is not None else ""
+            tail += f" | val AUC: {', '.join(f'{a:.2f}' for a in aucs)}" if aucs else ""
+            self.printer(f"[Round {r + 1}/{self.rounds}] " + " | ".join(parts) + tail)
+            self.shown += 1
+
+
+def wait(client, job_id: str, *, timeout_s: float, progress: RoundProgress | None = None,
+         poll_s: float = 3.0, printer: Callable[[str], None] = print) -> str:
+    """Block until the job ends; returns its final status. Raises JobError on timeout."""
+    deadline = time.monotonic() + timeout_s
+    last_tasks = ""
+    while time.monotonic() < deadline:
+        status = job_status(client, job_id)
+        if progress is not None:
+            try:
+                progress.poll()
+            except Exception as e:  # the display must never kill the wait
+                printer(f"(progress display: {e})")
+        tasks = _task_summary(client, job_id)
+        if tasks != last_tasks:
+            printer(f"  tasks: {tasks}")
+            last_tasks = tasks
+        if status in FINAL_STATES:
+            if progress is not None:
+                progress.poll()
+            return status
+        time.sleep(poll_s)
+    raise JobError(f"job {job_id} did not finish within {timeout_s:.0f} s; it is still running in FATE-Flow "
+                   f"(stop it with: flow job stop -j {job_id})")
+
+
+def _task_summary(client, job_id: str) -> str:
+    response = client.task.query(job_id=job_id)
+    tasks: dict[str, set] = {}
+    for t in response.get("data") or []:
+        tasks.setdefault(t["task_name"], set()).add(t["status"])
+    return ", ".join(f"{name}={'/'.join(sorted(st))}" for name, st in sorted(tasks.items()))
+
+
+def failure_reason(client, job_id: str, home: Path | None = None) -> str:
+    """The failed tasks and the tail of their error log, so the user sees why without digging."""
+    response = client.task.query(job_id=job_id)
+    lines = []
+    for t in response.get("data") or []:
+        if t["status"] in ("failed", "timeout", "canceled"):
+            lines.append(f"task {t['task_name']} {t['role']} {t['party_id']}: {t['status']}")
+            if home is not None:
+                lines.extend(_task_error_tail(Path(home), job_id, t))
+    return "\n".join(lines) or "no failed task recorded"
+
+
+def _task_error_tail(home: Path, job_id: str, task: dict) -> list[str]:
+    """The exception line of a failed task, from FATE-Flow's per-task component ERROR log."""
+    path = home / "logs" / job_id / task["role"] / task["party_id"] / task["task_name"] / "component" / "ERROR"
+    if not path.is_file():
+        return [f"    (no error log at {path})"]
+    lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+    # The last line of a traceback is "ExceptionType: message".
+    exc = [l for l in lines if not l.startswith((" ", "[", "Traceback"))]
+    return ["    " + l[:500] for l in exc[-1:]] + [f"    log: {path}"]
+
+
+def data_output_dir(home: Path, job_id: str, role: str, party_id: str, task: str, key: str) -> Path:
+    """Where a standalone FATE-Flow keeps a task's data-directory output (on that party's own machine).
+
+    FATE 2.2 tracks directory outputs under the generic name `output_data/data_directory`, so
+    `flow output download-data` cannot tell them apart; the task directory is unambiguous.
+    """
+    base = Path(home) / "jobs" / job_id / role / str(party_id) / task
+    found = sorted(base.glob(f"*/output/{key}/data_directory"), key=lambda p: int(p.parts[-4]))
+    if not found:
+        raise JobError(f"no output {key!r} of task {task} for {role} {party_id} under {base}")
+    return found[-1]
