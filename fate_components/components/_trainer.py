@@ -17,6 +17,7 @@ from fate_components.core.patch_dataset import PatchDataset
 from fate_components.core.signature import model_signature
 from fate_components.core.training import TrainConfig, predict_proba
 
+from ._artifacts import publish_directory
 from ._federation import AGGREGATORS, arbiter_check, site_check
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,8 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
         save_model(Path(output_model.get_directory()), model, meta)
         output_model.write_metadata({"model_config": meta["model_config"], "rounds": config.rounds})
     if test_data is not None and predictions is not None:
-        _write_predictions(model, PatchDataset(Path(test_data.get_directory())), Path(predictions.get_directory()))
+        n = _write_predictions(model, PatchDataset(Path(test_data.get_directory())), Path(predictions.get_directory()))
+        publish_directory(predictions, {"candidates_scored": n})
 
 
 def train_arbiter(ctx, config: TrainConfig, aggregation: str, output_model) -> None:
@@ -163,4 +165,5 @@ def predict_site(ctx, test_data, input_model, predictions) -> None:
         raise ConfigError(f"test data were cut with {dataset.summary['patch_spec']}, but the model was trained on "
                           f"{meta['patch_spec']}; run luna16_reader with the training settings")
     n = _write_predictions(model, dataset, Path(predictions.get_directory()))
+    publish_directory(predictions, {"candidates_scored": n})
     ctx.metrics.log_metrics({"candidates_scored": n}, name="predict_summary", type="summary")

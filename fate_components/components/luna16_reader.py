@@ -6,6 +6,8 @@ from pathlib import Path
 
 from fate.components.core import GUEST, HOST, Role, cpn, params
 
+from ._artifacts import publish_directory
+
 logger = logging.getLogger(__name__)
 
 
@@ -41,7 +43,7 @@ def luna16_reader(
     # build_patch_dataset writes beside out_dir and renames at the end: no half-written dataset.
     report = build_patch_dataset(site_root, out_dir, spec=spec, mode=mode, negative_ratio=negative_ratio,
                                  val_fraction=val_fraction, seed=seed, on_bad_scan=on_bad_scan)
-    output_data.write_metadata({"patch_spec": spec.to_dict(), "mode": mode})
+    publish_directory(output_data, {"patch_spec": spec.to_dict(), "mode": mode})
     ctx.metrics.log_metrics(
         {"scans_read": report.scans_read, "scans_skipped": len(report.scans_skipped),
          "candidates_total": report.candidates_total, "positives": report.positives,

@@ -85,7 +85,8 @@ class RoundProgress:
             self.history[site.name] = step_metrics(self.client, self.job_id, site.role, site.party_id, self.task)
         while True:
             r = self.shown
-            if not all(r in self.history[s.name].get("train_loss", {}) for s in data_sites):
+            # global_val_loss is logged last in a round: once it is there, the round is complete.
+            if not all(r in self.history[s.name].get("global_val_loss", {}) for s in data_sites):
                 return
             parts = [f"{s.name} loss: {self.history[s.name]['train_loss'][r]:.3f}" for s in data_sites]
             global_val = self.history[data_sites[0].name].get("global_val_loss", {}).get(r)
