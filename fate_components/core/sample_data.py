@@ -210,7 +210,7 @@ def make_patient(index: int, size: SizeSpec, seed: int) -> PatientSpec:
     n_nodules = 0 if rng.random() < 0.2 else int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))
     nodules: list[Nodule] = []
     for _ in range(n_nodules):
-        diameter = float(min(30.0, 3.0 + rng.exponential(4.5)))
+        diameter = float(min(30.0, 3.5 + rng.exponential(5.0)))   # median ~7 mm, like LUNA16
         nodule = None
         while nodule is None and diameter >= 3.0:
             nodule = _place_nodule(rng, lungs, z_range, diameter, nodules)
@@ -397,7 +397,7 @@ def _patient_candidates(patient: PatientSpec, volume: Volume) -> tuple[list[Cand
         annotations.append(Annotation(patient.seriesuid, tuple(float(v) for v in np.round(nodule.center, 2)),
                                       nodule.diameter_mm))
         for _ in range(int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))):
-            jitter = _unit(rng.normal(0, 1, 3)) * rng.uniform(0, 0.45 * radius)
+            jitter = _unit(rng.normal(0, 1, 3)) * rng.uniform(0, 0.35 * radius)   # < radius / 2
             positives.append(nodule.center + jitter)
 
     segments = patient.segments

@@ -104,6 +104,13 @@ def _stage_component(cpn, stage: str):
                       f"it has {[s.name for s in cpn.stage_components] or ['default']}")
 
 
+def _all_parameters(cpn) -> set[str]:
+    names = set(cpn.parameters.mapping)
+    for sub in cpn.stage_components:
+        names |= set(sub.parameters.mapping)
+    return names
+
+
 def _parties(sites: list[Site], roles) -> list[dict]:
     out = []
     for role in ROLES:
@@ -126,17 +133,12 @@ def compile_dag(dsl: dict, conf: dict, *, model_job: dict | None = None) -> dict
         raise ConfigError("dsl: 'components' must map task names to component definitions")
     params_conf = conf.get("parameters", {})
     common, per_site = params_conf.get("common", {}), params_conf.get("sites", {})
-    for task in common:
-        if task not in components:
-            raise ConfigError(f"conf: parameters.common names task {task!r}, not in the dsl.{_suggest(task, components)}")
+    # One conf serves the training and the predict DSL: parameters of tasks that a DSL
+    # does not run are ignored, as are a component's parameters for stages it does not run.
     site_names = {s.name for s in sites}
-    for name, tasks in per_site.items():
+    for name in per_site:
         if name not in site_names:
             raise ConfigError(f"conf: parameters.sites names site {name!r}, not in 'sites'.{_suggest(name, site_names)}")
-        for task in tasks:
-            if task not in components:
-                raise ConfigError(f"conf: parameters.sites.{name} names task {task!r}, not in the dsl."
-                                  f"{_suggest(task, components)}")
 
     tasks: dict[str, Any] = {}
     party_tasks: dict[str, Any] = {}
@@ -152,12 +154,14 @@ def compile_dag(dsl: dict, conf: dict, *, model_job: dict | None = None) -> dict
         if missing:
             raise ConfigError(f"dsl: task {task_name!r} runs on role(s) {missing} but the conf has no such site")
         known_params = set(stage_cpn.parameters.mapping)
-        task_params = dict(spec.get("parameters", {}))
-        task_params.update(common.get(task_name, {}))
-        for key in task_params:
-            if key not in known_params:
+        component_params = _all_parameters(_component(cpn_name))
+        task_params = {}
+        for key, value in {**spec.get("parameters", {}), **common.get(task_name, {})}.items():
+            if key in known_params:
+                task_params[key] = value
+            elif key not in component_params:
                 raise ConfigError(f"parameter {key!r} of task {task_name!r} ({cpn_name}) is unknown."
-                                  f"{_suggest(key, known_params)}")
+                                  f"{_suggest(key, component_params)}")
         inputs = _compile_inputs(task_name, spec.get("inputs", {}), stage_cpn, components, sites, roles, model_job)
         dependent = sorted({src["task"] for src in spec.get("inputs", {}).values() if "task" in src})
         task = {"component_ref": cpn_name, "stage": stage, "parties": _parties(sites, roles),
@@ -171,12 +175,12 @@ def compile_dag(dsl: dict, conf: dict, *, model_job: dict | None = None) -> dict
             site_params = {}
             if "site_name" in known_params:
                 site_params["site_name"] = site.name
-            overrides = per_site.get(site.name, {}).get(task_name, {})
-            for key in overrides:
-                if key not in known_params:
+            for key, value in per_site.get(site.name, {}).get(task_name, {}).items():
+                if key in known_params:
+                    site_params[key] = value
+                elif key not in component_params:
                     raise ConfigError(f"parameter {key!r} for site {site.name!r}, task {task_name!r} is unknown."
-                                      f"{_suggest(key, known_params)}")
-            site_params.update(overrides)
+                                      f"{_suggest(key, component_params)}")
             if site_params:
                 entry = party_tasks.setdefault(_party_key(site), {
                     "parties": [{"role": site.role, "party_id": [site.party_id]}], "tasks": {}})
