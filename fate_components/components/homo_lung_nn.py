@@ -39,6 +39,8 @@ def train(
     model: cpn.parameter(type=dict, default={}, desc="3D ResNet options: widths, blocks, groups, dropout"),
     aggregation: cpn.parameter(type=params.string_choice(["secagg"]), default="secagg",
                                desc="how updates are protected: secagg = FATE's pairwise-mask secure aggregation"),
+    use_3d_aug: cpn.parameter(type=bool, default=True,
+                              desc="random flips and 90-degree rotations of training patches (never at prediction)"),
     seed: cpn.parameter(type=int, default=0, desc="seed of the initial weights and batch order"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1,
                            desc="torch threads per party (one process runs per party)"),
@@ -49,7 +51,8 @@ def train(
     from fate_components.core.training import TrainConfig
 
     config = TrainConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
-                         learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer, seed=seed)
+                         learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer, seed=seed,
+                         use_3d_aug=use_3d_aug)
     if role.is_arbiter:
         _trainer.train_arbiter(ctx, config, aggregation, output_model)
     else:

@@ -65,7 +65,7 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
     n_train = len(data.train_x)
     for round_idx, handle in rounds:
         local = train_local(model, optimizer, data.train_x, data.train_y, epochs=config.local_epochs,
-                            batch_size=config.batch_size, generator=generator)
+                            batch_size=config.batch_size, generator=generator, augment=config.use_3d_aug)
         t0 = time.perf_counter()
         set_parameters(model, aggregator.weighted_mean(handle, "model", get_parameters(model), float(n_train)))
         val = evaluate(model, data.val_x, data.val_y)

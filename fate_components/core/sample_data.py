@@ -3,9 +3,9 @@
 Each patient is one scan of an analytic phantom evaluated at the voxel centres of its
 hospital's scanner grid: air, an elliptical body (fat layer, soft tissue, spine), two lungs,
 branching vessel trees, 0-3 nodules (solid, or part-solid with a ground-glass halo) and a few
-calcified spots. Candidates follow LUNA16: every nodule appears 1-3 times as class 1 with a
+calcified spots and micronodules (< 3 mm). Candidates follow LUNA16: every nodule appears 1-3 times as class 1 with a
 small jitter; class 0 candidates are mostly look-alikes (vessel bifurcations and crossings,
-vessels seen end-on, calcifications) plus random lung points. Scanner profiles differ in
+vessels seen end-on, calcifications, micronodules) plus random lung points. Scanner profiles differ in
 format, spacing, slice thickness, noise, HU offset and slice direction, so sites are
 heterogeneous like real hospitals. Everything is deterministic for a seed.
 
@@ -107,7 +107,7 @@ class PatientSpec:
     segments: np.ndarray         # (S, 7): p0 xyz, p1 xyz, radius
     bifurcations: np.ndarray     # (B, 3)
     nodules: list[Nodule]
-    calcifications: np.ndarray   # (C, 4): xyz, radius
+    spots: np.ndarray            # (C, 5): xyz, radius, HU (calcifications and micronodules)
     seed: int
     extra: dict = field(default_factory=dict)
 
@@ -218,19 +218,23 @@ def make_patient(index: int, size: SizeSpec, seed: int) -> PatientSpec:
         if nodule is not None:
             nodules.append(nodule)
 
-    calcifications = []
-    for _ in range(int(rng.integers(0, 4))):
-        for _ in range(100):
-            lung = lungs[int(rng.integers(2))]
-            point = lung[0] + rng.uniform(-1, 1, 3) * lung[1]
-            if (z0 + 8 <= point[2] <= z0 + zext - 8 and _lung_depth(point, lung) > 4
-                    and all(np.linalg.norm(point - n.center) > n.diameter_mm / 2 + 8 for n in nodules)):
-                calcifications.append([*point, rng.uniform(1.0, 2.0)])
-                break
+    # Small spots, each a look-alike negative candidate: calcified granulomas (bright), and
+    # micronodules under 3 mm, which LUNA16 does not count as nodules.
+    spots = []
+    for hu, radius_range, count in ((380.0, (1.0, 2.0), int(rng.integers(0, 4))),
+                                    (None, (0.75, 1.4), int(rng.integers(0, 4)))):
+        for _ in range(count):
+            for _ in range(100):
+                lung = lungs[int(rng.integers(2))]
+                point = lung[0] + rng.uniform(-1, 1, 3) * lung[1]
+                if (z0 + 8 <= point[2] <= z0 + zext - 8 and _lung_depth(point, lung) > 4
+                        and all(np.linalg.norm(point - n.center) > n.diameter_mm / 2 + 8 for n in nodules)):
+                    spots.append([*point, rng.uniform(*radius_range), hu if hu is not None else rng.uniform(0, 60)])
+                    break
     return PatientSpec(index=index, seriesuid=_uid(rng), center_xy=center_xy, z0=z0, fov_mm=fov, z_extent_mm=zext,
                        body_axes=body_axes, fat_mm=fat_mm, lungs=lungs,
                        segments=np.array(segments).reshape(-1, 7), bifurcations=np.array(bifurcations).reshape(-1, 3),
-                       nodules=nodules, calcifications=np.array(calcifications).reshape(-1, 4),
+                       nodules=nodules, spots=np.array(spots).reshape(-1, 5),
                        seed=int(rng.integers(0, 2**31)))
 
 
@@ -344,16 +348,13 @@ def render_patient(patient: PatientSpec, profile: ScannerProfile) -> Volume:
     _blend(hu, _render_tubes(grid, patient.segments), _SOFT_TISSUE_HU)
     for nodule in patient.nodules:
         _render_nodule(hu, grid, nodule)
-    if len(patient.calcifications):
-        occupancy = np.zeros_like(hu)
-        for cx_, cy_, cz_, r in patient.calcifications:
-            reach = r + _EDGE_MM
-            bz, by, bx = (_box(grid.zs, cz_ - reach, cz_ + reach), _box(grid.ys, cy_ - reach, cy_ + reach),
-                          _box(grid.xs, cx_ - reach, cx_ + reach))
-            d = np.sqrt((grid.zs[bz, None, None] - cz_) ** 2 + (grid.ys[None, by, None] - cy_) ** 2
-                        + (grid.xs[None, None, bx] - cx_) ** 2)
-            np.maximum(occupancy[bz, by, bx], _ramp(r - d), out=occupancy[bz, by, bx])
-        _blend(hu, occupancy, 380.0)
+    for sx_, sy_, sz_, r, spot_hu in patient.spots:
+        reach = r + _EDGE_MM
+        bz, by, bx = (_box(grid.zs, sz_ - reach, sz_ + reach), _box(grid.ys, sy_ - reach, sy_ + reach),
+                      _box(grid.xs, sx_ - reach, sx_ + reach))
+        d = np.sqrt((grid.zs[bz, None, None] - sz_) ** 2 + (grid.ys[None, by, None] - sy_) ** 2
+                    + (grid.xs[None, None, bx] - sx_) ** 2)
+        _blend(hu[bz, by, bx], _ramp(r - d), spot_hu)
 
     # Scanner: blur (in-plane resolution, slice profile of FWHM = thickness), correlated noise, calibration.
     # Sigma in voxels: slices are contiguous, so a slice profile of FWHM = thickness is 1/2.355 voxel.
@@ -408,9 +409,10 @@ def _patient_candidates(patient: PatientSpec, volume: Volume) -> tuple[list[Cand
         "end_on": (vertical[:, :3] + vertical[:, 3:6]) / 2 if len(vertical) else np.zeros((0, 3)),
         "vessel": (segments[:, :3] + segments[:, 3:6]) / 2 if len(segments) else np.zeros((0, 3)),
     }
-    negatives = [c[:3] for c in patient.calcifications if usable(c[:3])]
+    negatives = [spot[:3] for spot in patient.spots if usable(spot[:3])]
     n_negatives = int(rng.integers(15, 26))
-    shares = {"bifurcation": 0.35, "crossing": 0.15, "end_on": 0.2, "vessel": 0.1}
+    # Look-alikes are the majority (as from a detector); the rest are random lung points.
+    shares = {"bifurcation": 0.3, "crossing": 0.15, "end_on": 0.2, "vessel": 0.1}
     for kind, share in shares.items():
         pool = [p for p in pools[kind] if usable(p)]
         take = min(len(pool), int(round(share * n_negatives)))

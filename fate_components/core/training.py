@@ -10,7 +10,7 @@ from torch import nn
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "LocalResult", "train_local", "evaluate", "predict_proba", "binary_auc",
+__all__ = ["TrainConfig", "LocalResult", "augment_3d", "train_local", "evaluate", "predict_proba", "binary_auc",
            "get_parameters", "set_parameters"]
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -27,6 +27,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     optimizer: str = "adam"
     seed: int = 0
+    use_3d_aug: bool = True   # random flips and 90-degree in-plane rotations while training; never at prediction
 
     def __post_init__(self) -> None:
         for name in ("rounds", "local_epochs", "batch_size"):
@@ -60,8 +61,21 @@ def _as_tensor(patches: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32))
 
 
+def augment_3d(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flip each spatial axis and rotate by a multiple of 90 degrees in the axial plane, per batch.
+
+    Patches are cut on a world-aligned grid, so these symmetries map plausible anatomy to
+    plausible anatomy; a nodule stays a nodule under any of them.
+    """
+    flips = [d for d, f in zip((2, 3, 4), torch.rand(3, generator=generator) < 0.5) if f]
+    if flips:
+        x = torch.flip(x, dims=flips)
+    k = int(torch.randint(0, 4, (1,), generator=generator))
+    return torch.rot90(x, k, dims=(3, 4)) if k else x
+
+
 def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.ndarray, labels: np.ndarray, *,
-                epochs: int, batch_size: int, generator: torch.Generator) -> LocalResult:
+                epochs: int, batch_size: int, generator: torch.Generator, augment: bool = False) -> LocalResult:
     """Run `epochs` passes over the site's training patches ([N,1,D,H,W], labels {0,1})."""
     if len(patches) == 0:
         raise ConfigError("no training patches at this site: check the reader's output and val_fraction")
@@ -76,6 +90,8 @@ def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.
         for lo in range(0, len(order), batch_size):
             idx = np.sort(order[lo:lo + batch_size])  # sorted reads are kinder to a memory-mapped array
             x, y = _as_tensor(patches[idx]), y_all[idx]
+            if augment:
+                x = augment_3d(x, generator)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
             loss.backward()

@@ -13,14 +13,6 @@ from fate_components.core.sample_data import generate_federation
 from fate_components.core.volume import Volume
 
 
-def rotation(axis: str, degrees: float) -> np.ndarray:
-    a = np.deg2rad(degrees)
-    c, s = np.cos(a), np.sin(a)
-    return {"x": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
-            "y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
-            "z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])}[axis]
-
-
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -90,3 +90,17 @@ def test_round_loop_gives_every_site_the_weighted_mean():
         np.testing.assert_allclose(got, want, rtol=0, atol=0)
     assert reports[0].global_val_loss == 0.5
     assert reports[0].n_train == 40
+
+
+def test_augmentation_keeps_shape_and_content_and_varies():
+    # Prepare
+    x = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    from fate_components.core.training import augment_3d
+    # Execute
+    outs = [augment_3d(x, g) for _ in range(20)]
+    # Assert: same shape and the same multiset of voxel values, not always the identity
+    for out in outs:
+        assert out.shape == x.shape
+        assert torch.equal(out.flatten(1).sort().values, x.flatten(1).sort().values)
+    assert any(not torch.equal(out, x) for out in outs)

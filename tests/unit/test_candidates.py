@@ -1,0 +1,88 @@
+import pytest
+
+from fate_components.core.candidates import (Annotation, Candidate, read_annotations, read_candidates,
+                                             write_annotations, write_candidates)
+from fate_components.core.errors import CsvFormatError
+
+UID = "1.3.6.1.4.1.14519.5.2.1.6279.6001.100225287222365663678666836860"
+
+
+def test_reads_luna16_candidates_with_extra_columns_bom_and_blank_lines(tmp_path):
+    # Prepare
+    path = tmp_path / "candidates.csv"
+    path.write_text("\ufeffseriesuid,coordX,coordY,coordZ,class,note\n"
+                    f"{UID},-56.08,-67.85,-311.92,0,vessel\n"
+                    "\n"
+                    f"{UID},53.21,-244.41,-245.17,1,\n", encoding="utf-8")
+
+    # Execute
+    candidates = read_candidates(path)
+
+    # Assert
+    assert candidates == [Candidate(UID, (-56.08, -67.85, -311.92), 0, 2),
+                          Candidate(UID, (53.21, -244.41, -245.17), 1, 4)]
+
+
+def test_columns_may_come_in_any_order(tmp_path):
+    path = tmp_path / "candidates.csv"
+    path.write_text("class,coordZ,coordY,coordX,seriesuid\n1,3,2,1,u\n")
+    assert read_candidates(path) == [Candidate("u", (1.0, 2.0, 3.0), 1, 2)]
+
+
+def test_wrong_header_names_file_found_and_expected_columns(tmp_path):
+    # Prepare
+    path = tmp_path / "candidates.csv"
+    path.write_text("seriesuid,x,y,z,label\nu,1,2,3,0\n")
+
+    # Execute / Assert
+    with pytest.raises(CsvFormatError, match=r"^candidates\.csv: header is 'seriesuid,x,y,z,label', expected "
+                                             r"'seriesuid,coordX,coordY,coordZ,class' \(missing coordX, coordY, "
+                                             r"coordZ, class\)"):
+        read_candidates(path)
+
+
+@pytest.mark.parametrize("row, message", [
+    ("u,1.5,abc,3,0", r"line 3: coordY is 'abc', expected a number"),
+    ("u,1.5,2,nan,0", r"line 3: coordZ is 'nan', expected a number"),
+    ("u,1,2,3,2", r"line 3: class is '2', expected 0 or 1"),
+    (",1,2,3,1", r"line 3: seriesuid is empty"),
+    ("u,1,2", r"line 3: 3 values, expected 5"),
+])
+def test_bad_values_are_reported_with_line_number(tmp_path, row, message):
+    # Prepare
+    path = tmp_path / "candidates.csv"
+    path.write_text(f"seriesuid,coordX,coordY,coordZ,class\nu,0,0,0,1\n{row}\n")
+
+    # Execute / Assert
+    with pytest.raises(CsvFormatError, match=rf"^candidates\.csv: {message}"):
+        read_candidates(path)
+
+
+def test_empty_and_missing_files(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(CsvFormatError, match=r"empty\.csv: file is empty; expected header seriesuid,coordX"):
+        read_candidates(tmp_path / "empty.csv")
+    with pytest.raises(CsvFormatError, match=r"annotations\.csv: file not found"):
+        read_annotations(tmp_path / "annotations.csv")
+
+
+def test_write_then_read_round_trips_exact_floats(tmp_path):
+    # Prepare
+    candidates = [Candidate(UID, (-56.08000000000001, 0.1 + 0.2, -311.9), 1, 2), Candidate("u2", (1.0, 2.0, 3.0), 0, 3)]
+    annotations = [Annotation(UID, (1.25, -2.5, 1e-3), 5.651)]
+
+    # Execute
+    write_candidates(tmp_path / "c.csv", candidates)
+    write_annotations(tmp_path / "a.csv", annotations)
+
+    # Assert
+    assert read_candidates(tmp_path / "c.csv") == candidates
+    assert read_annotations(tmp_path / "a.csv") == annotations
+    assert (tmp_path / "c.csv").read_text().splitlines()[0] == "seriesuid,coordX,coordY,coordZ,class"
+
+
+def test_annotation_diameter_must_be_positive(tmp_path):
+    path = tmp_path / "annotations.csv"
+    path.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\nu,1,2,3,-4\n")
+    with pytest.raises(CsvFormatError, match=r"line 2: diameter_mm is '-4', expected a positive number"):
+        read_annotations(path)

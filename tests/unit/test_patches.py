@@ -1,0 +1,120 @@
+import time
+
+import numpy as np
+import pytest
+
+from fate_components.core.errors import ConfigError, CoordinateOutOfVolumeError
+from fate_components.core.patches import PatchSpec, extract_patch, normalise_hu
+from fate_components.core.volume import Volume
+
+CENTRE = np.array([12.3, -40.7, -150.2])
+
+
+def _rotation_z(degrees: float) -> np.ndarray:
+    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def _centre_of_mass(patch: np.ndarray) -> np.ndarray:
+    weights = patch - patch.min()
+    grid = np.indices(patch.shape).reshape(3, -1)
+    return (grid * weights.reshape(-1)).sum(axis=1) / weights.sum()
+
+
+@pytest.mark.parametrize("direction, spacing_mm", [
+    (np.eye(3), (1.0, 1.0, 1.0)),
+    (np.diag([1.0, -1.0, -1.0]), (0.7, 0.9, 2.5)),                        # flipped y and z, anisotropic
+    (_rotation_z(25) @ np.diag([-1.0, 1.0, 1.0]), (0.8, 0.8, 1.6)),       # rotated and mirrored
+], ids=["identity", "flipped-anisotropic", "rotated-mirrored"])
+def test_ball_at_known_world_position_is_at_patch_centre(sphere_volume, direction, spacing_mm):
+    # Prepare
+    volume = sphere_volume(CENTRE, radius_mm=5.0, shape_zyx=(40, 70, 70), spacing_mm=spacing_mm, direction=direction)
+    spec = PatchSpec(size_mm=32.0, size_voxels=32)
+
+    # Execute
+    patch = extract_patch(volume, CENTRE, spec)
+
+    # Assert
+    assert patch.shape == (32, 32, 32) and patch.dtype == np.float32
+    np.testing.assert_allclose(_centre_of_mass(patch), [15.5, 15.5, 15.5], atol=0.5)
+    assert patch[15:17, 15:17, 15:17].min() == pytest.approx((100 + 1000) / 1400)
+    assert patch[0, 0, 0] == 0.0
+
+
+def test_patch_axes_follow_world_x_y_z_whatever_the_scan_direction(sphere_volume):
+    # Prepare: ball 8 mm towards world +x (patient left) of the candidate
+    ball = CENTRE + [8.0, 0.0, 0.0]
+    spec = PatchSpec(size_mm=32.0, size_voxels=32)
+    volumes = [sphere_volume(ball, radius_mm=3.0, shape_zyx=(40, 64, 64), spacing_mm=s, direction=d)
+               for d, s in [(np.eye(3), (1.0, 1.0, 1.0)), (np.diag([-1.0, 1.0, -1.0]), (0.8, 0.8, 2.0)),
+                            (_rotation_z(90), (1.0, 1.0, 1.0))]]
+
+    # Execute
+    patches = [extract_patch(v, CENTRE, spec) for v in volumes]
+
+    # Assert: [z, y, x] layout; the ball is 8 voxels along +x (last axis) in every case
+    for patch in patches:
+        np.testing.assert_allclose(_centre_of_mass(patch), [15.5, 15.5, 23.5], atol=0.6)
+    assert np.abs(patches[0] - patches[2]).mean() < 0.01
+
+
+def test_voxels_outside_the_scan_read_as_air_and_the_window_is_applied():
+    # Prepare: a scan of +1000 HU whose edge passes through the candidate
+    volume = Volume(np.full((20, 20, 20), 1000.0, np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+    spec = PatchSpec(size_mm=8.0, size_voxels=8)
+
+    # Execute
+    patch = extract_patch(volume, (19.0, 10.0, 10.0), spec)
+
+    # Assert
+    assert patch[:, :, :4].min() == 1.0         # inside: clipped at hu_max
+    assert patch[:, :, -2:].max() == 0.0        # beyond the last voxel + half: air
+
+
+def test_normalise_hu_clips_to_window_and_scales_to_unit_interval():
+    spec = PatchSpec(hu_min=-1000.0, hu_max=400.0)
+    np.testing.assert_allclose(normalise_hu(np.array([-3000.0, -1000.0, -300.0, 400.0, 2000.0]), spec),
+                               [0.0, 0.0, 0.5, 1.0, 1.0])
+
+
+def test_centre_outside_the_scan_names_seriesuid_row_coordinate_and_bounds(sphere_volume):
+    # Prepare
+    volume = sphere_volume(CENTRE, shape_zyx=(10, 20, 20), spacing_mm=(1.0, 1.0, 2.0), origin_mm=(0.0, 0.0, 0.0),
+                           series_uid="1.3.6.1.4.1.999")
+
+    # Execute / Assert
+    with pytest.raises(CoordinateOutOfVolumeError, match=r"^candidates\.csv line 17: candidate \(5\.0, 5\.0, 30\.0\) "
+                                                         r"mm of seriesuid 1\.3\.6\.1\.4\.1\.999 is outside the scan.*"
+                                                         r"x \[-0\.5, 19\.5\], y \[-0\.5, 19\.5\], z \[-1\.0, 19\.0\] mm"):
+        extract_patch(volume, (5.0, 5.0, 30.0), PatchSpec(), row=17)
+
+
+def test_patch_spec_round_trips_and_rejects_bad_values():
+    spec = PatchSpec(size_mm=40, size_voxels=20, hu_min=-1200, hu_max=600)
+    assert PatchSpec.from_dict(spec.to_dict()) == spec
+    assert spec.to_dict() == {"size_mm": 40.0, "size_voxels": 20, "hu_min": -1200.0, "hu_max": 600.0}
+    assert spec.voxel_mm == 2.0
+    with pytest.raises(ConfigError, match=r"HU window must have hu_min < hu_max"):
+        PatchSpec(hu_min=100, hu_max=100)
+    with pytest.raises(ConfigError, match=r"size_voxels must be a positive integer, not 0"):
+        PatchSpec(size_voxels=0)
+    with pytest.raises(ConfigError, match=r"size_mm must be a positive number"):
+        PatchSpec(size_mm=-1.0)
+    with pytest.raises(ConfigError, match=r"unknown patch spec key\(s\) spacing"):
+        PatchSpec.from_dict({"spacing": 1.0})
+
+
+def test_only_the_patch_is_resampled_on_a_full_size_scan(rng):
+    # Prepare: 512 x 512 x 300 scan; resampling it whole would take seconds
+    volume = Volume(np.zeros((300, 512, 512), np.float32), (0.7, 0.7, 1.0), (-180.0, -180.0, -300.0), np.eye(3))
+    centres = volume.voxel_to_world(rng.uniform([100, 100, 50], [400, 400, 250], size=(20, 3)))
+    extract_patch(volume, centres[0], PatchSpec())
+
+    # Execute
+    start = time.perf_counter()
+    for centre in centres:
+        extract_patch(volume, centre, PatchSpec())
+    per_patch = (time.perf_counter() - start) / len(centres)
+
+    # Assert
+    assert per_patch < 0.05
