@@ -101,11 +101,10 @@ def _read_headers(directory: Path, site_root: Path | None, *, with_pixels: bool,
 def _read_one(path: Path, site_root: Path | None, with_pixels: bool) -> Dataset | None:
     """The parsed slice, None for a file that is not a CT slice, ScanReadError for a corrupt one."""
     shown = display_path(path, site_root)
-    claims_dicom = path.suffix.lower() == ".dcm" or _has_dicom_preamble(path)
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=not with_pixels)
     except InvalidDicomError as exc:
-        if claims_dicom:
+        if looks_like_dicom(path):
             raise ScanReadError(f"{shown}: corrupt DICOM slice ({exc}); re-export or remove the file") from exc
         return None   # no preamble and no .dcm name: not DICOM (notes, thumbnails, ...)
     except Exception as exc:  # pydicom raises many types on a damaged file
@@ -367,7 +366,8 @@ def _compress(ds: Dataset, stored: np.ndarray, syntax: UID) -> None:
     if syntax == ExplicitVRLittleEndian:
         return
     if syntax in (RLELossless, JPEG2000Lossless):
-        ds.compress(syntax, stored)
+        # Lossless: the slice stays the same instance, and a fresh UID would break determinism.
+        ds.compress(syntax, stored, generate_instance_uid=False)
         return
     if syntax == JPEGLosslessSV1:
         # pydicom has no JPEG Lossless encoder; GDCM has one. It works on files, hence the round trip.

@@ -230,7 +230,8 @@ def _cut_patches(site_root: Path, out: Path, selected: list[Candidate], index: d
     staging.flush()
     final = np.lib.format.open_memmap(out / "patches.npy", mode="w+", dtype=np.float16, shape=(n,) + shape[1:])
     for start in range(0, n, 256):
-        final[start:start + 256] = staging[start:start + 256]
+        stop = min(start + 256, n)
+        final[start:stop] = staging[start:stop]
     final.flush()
     del final, staging
     (out / "patches.staging.npy").unlink()

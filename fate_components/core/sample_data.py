@@ -2,12 +2,13 @@
 
 Each patient is one scan of an analytic phantom evaluated at the voxel centres of its
 hospital's scanner grid: air, an elliptical body (fat layer, soft tissue, spine), two lungs,
-branching vessel trees, 0-3 nodules (solid, or part-solid with a ground-glass halo) and a few
-calcified spots and micronodules (< 3 mm). Candidates follow LUNA16: every nodule appears 1-3 times as class 1 with a
-small jitter; class 0 candidates are mostly look-alikes (vessel bifurcations and crossings,
-vessels seen end-on, calcifications, micronodules) plus random lung points. Scanner profiles differ in
-format, spacing, slice thickness, noise, HU offset and slice direction, so sites are
-heterogeneous like real hospitals. Everything is deterministic for a seed.
+branching vessel trees, 0-3 nodules (solid, or part-solid with a ground-glass halo), and a few
+calcified spots and micronodules (< 3 mm, not nodules for LUNA16). Candidates follow LUNA16:
+every nodule appears 1-3 times as class 1 with a small jitter; class 0 candidates are mostly
+look-alikes (vessel bifurcations and crossings, vessels seen end-on, calcifications,
+micronodules) plus random lung points. Scanner profiles differ in format, spacing, slice
+thickness, noise, HU offset and slice direction, so sites are heterogeneous like real
+hospitals. Everything is deterministic for a seed.
 
 Command line: ``python -m fate_components.core.sample_data --out DIR --size tiny --seed 0``
 """
@@ -18,7 +19,7 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -109,7 +110,6 @@ class PatientSpec:
     nodules: list[Nodule]
     spots: np.ndarray            # (C, 5): xyz, radius, HU (calcifications and micronodules)
     seed: int
-    extra: dict = field(default_factory=dict)
 
 
 def _uid(rng: np.random.Generator) -> str:
@@ -402,7 +402,10 @@ def _patient_candidates(patient: PatientSpec, volume: Volume) -> tuple[list[Cand
             positives.append(nodule.center + jitter)
 
     segments = patient.segments
-    vertical = segments[np.abs(_unit_rows(segments[:, 3:6] - segments[:, :3])[:, 2]) > 0.75] if len(segments) else segments
+    if len(segments):
+        vertical = segments[np.abs(_unit_rows(segments[:, 3:6] - segments[:, :3])[:, 2]) > 0.75]
+    else:
+        vertical = segments
     pools = {
         "bifurcation": patient.bifurcations,
         "crossing": _crossings(segments),
@@ -414,10 +417,11 @@ def _patient_candidates(patient: PatientSpec, volume: Volume) -> tuple[list[Cand
     # Look-alikes are the majority (as from a detector); the rest are random lung points.
     shares = {"bifurcation": 0.3, "crossing": 0.15, "end_on": 0.2, "vessel": 0.1}
     for kind, share in shares.items():
-        pool = [p for p in pools[kind] if usable(p)]
-        take = min(len(pool), int(round(share * n_negatives)))
-        for n in rng.choice(len(pool), size=take, replace=False) if take else []:
-            negatives.append(pool[n] + rng.normal(0, 0.7, 3))
+        # A detector's hit is a little off the structure's centre.
+        jittered = pools[kind] + rng.normal(0, 0.7, pools[kind].shape)
+        pool = [p for p in jittered if usable(p)]
+        take = min(len(pool), int(round(share * n_negatives)), max(0, n_negatives - len(negatives)))
+        negatives += [pool[n] for n in (rng.choice(len(pool), size=take, replace=False) if take else [])]
     for _ in range(2000):   # random lung points fill up the rest
         if len(negatives) >= n_negatives:
             break

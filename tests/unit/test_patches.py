@@ -83,9 +83,9 @@ def test_centre_outside_the_scan_names_seriesuid_row_coordinate_and_bounds(spher
                            series_uid="1.3.6.1.4.1.999")
 
     # Execute / Assert
-    with pytest.raises(CoordinateOutOfVolumeError, match=r"^candidates\.csv line 17: candidate \(5\.0, 5\.0, 30\.0\) "
-                                                         r"mm of seriesuid 1\.3\.6\.1\.4\.1\.999 is outside the scan.*"
-                                                         r"x \[-0\.5, 19\.5\], y \[-0\.5, 19\.5\], z \[-1\.0, 19\.0\] mm"):
+    expected = (r"^candidates\.csv line 17: candidate \(5\.0, 5\.0, 30\.0\) mm of seriesuid 1\.3\.6\.1\.4\.1\.999 "
+                r"is outside the scan.*x \[-0\.5, 19\.5\], y \[-0\.5, 19\.5\], z \[-1\.0, 19\.0\] mm")
+    with pytest.raises(CoordinateOutOfVolumeError, match=expected):
         extract_patch(volume, (5.0, 5.0, 30.0), PatchSpec(), row=17)
 
 
