@@ -107,7 +107,6 @@ def cmd_compile(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from fate_components.ops import runner
 
     dag, conf = _compile(args)
     client, home = _client(args)
@@ -163,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="set up standalone FATE, sample data for three hospitals, train, predict")
     p.add_argument("--home", help="FATE-Flow home (default .fate-lung/flow)")
-    p.add_argument("--size", default="small", choices=["tiny", "small", "bench"], help="sample data size")
+    p.add_argument("--size", default="bench", choices=["tiny", "small", "bench"],
+                   help="sample data size (bench: 60 patients, the demo default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=None, help="rounds for the demo (default: the demo's short run)")
     p.add_argument("--conf", default="conf/lung_conf.json")

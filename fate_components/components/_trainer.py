@@ -8,7 +8,6 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fate_components.core.federated import RoundReport, SiteData, run_server, run_site

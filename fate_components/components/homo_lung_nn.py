@@ -1,10 +1,7 @@
 """FATE component `homo_lung_nn`: federated averaging of the 3D ResNet; stages train and predict."""
 # No `from __future__ import annotations` here: FATE reads the annotations as live objects.
 
-import json
 import logging
-import math
-from pathlib import Path
 
 from fate.components.core import ARBITER, GUEST, HOST, Role, cpn, params
 

@@ -5,7 +5,7 @@ not parameters FedAvg can average, and BatchNorm rules out per-sample DP-SGD lat
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn

@@ -86,7 +86,7 @@ def test_train_mode_keeps_positives_and_samples_negatives(small_site, tmp_path, 
 
     # Execute
     report = build_patch_dataset(site, tmp_path / "p", spec=SPEC, mode="train", negative_ratio=ratio, seed=0)
-    again = build_patch_dataset(site, tmp_path / "q", spec=SPEC, mode="train", negative_ratio=ratio, seed=0)
+    build_patch_dataset(site, tmp_path / "q", spec=SPEC, mode="train", negative_ratio=ratio, seed=0)
 
     # Assert
     assert report.positives == 6

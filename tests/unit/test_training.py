@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fate_components.core.errors import ConfigError
-from fate_components.core.federated import SiteData, run_server, run_site
+from fate_components.core.federated import SiteData, run_site
 from fate_components.core.model import ModelConfig, build_model
 from fate_components.core.training import (TrainConfig, binary_auc, evaluate, get_parameters, set_parameters,
                                            train_local)
