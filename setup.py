@@ -23,6 +23,8 @@ setup(
         "pylibjpeg-rle",
         "python-gdcm",
         "SimpleITK>=2.3",
+        "gmpy2>=2.1",
+        "cryptography>=41",
         "scipy",
         "rich",
         "setuptools<81",

@@ -1,6 +1,8 @@
 """FATE-side implementations of the core's aggregation seam, plus the pre-round signature check."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from fate.arch import Context
 from fate.arch.protocol.secure_aggregation import SecureAggregatorClient, SecureAggregatorServer
@@ -9,6 +11,7 @@ from fate_components.core.errors import LungError
 from fate_components.core.signature import signature_mismatch
 
 AGGREGATION_TAGS = ("model", "val_loss")
+logger = logging.getLogger(__name__)
 
 
 class FederationError(LungError):
@@ -20,14 +23,18 @@ def _site_ranks(ctx: Context) -> list[int]:
 
 
 class SecAggClient:
-    """FATE's pairwise-mask secure aggregation (Diffie-Hellman seeded masks cancel in the sum)."""
+    """FATE's pairwise-mask secure aggregation (Diffie-Hellman seeded masks cancel in the sum).
 
-    def __init__(self) -> None:
+    With `plaintext=True` it is FATE's mock mode: updates travel in the clear (debugging only).
+    """
+
+    def __init__(self, plaintext: bool = False) -> None:
+        self._plaintext = plaintext
         self._clients: dict[str, SecureAggregatorClient] = {}
 
     def setup(self, ctx: Context) -> "SecAggClient":
         for tag in AGGREGATION_TAGS:
-            client = SecureAggregatorClient(prefix=f"lung_{tag}")
+            client = SecureAggregatorClient(prefix=f"lung_{tag}", is_mock=self._plaintext)
             client.dh_exchange(ctx.sub_ctx(f"dh_{tag}"), _site_ranks(ctx))
             self._clients[tag] = client
         return self
@@ -35,19 +42,53 @@ class SecAggClient:
     def weighted_mean(self, round_ctx: Context, tag: str, arrays: list[np.ndarray], weight: float) -> list[np.ndarray]:
         # fate_utils' mixer takes float64 arrays of rank >= 0 only.
         as64 = [np.asarray(a, dtype=np.float64) for a in arrays]
+        if self._plaintext:
+            as64 = [a * weight for a in as64]  # FATE's mock mode divides the sum by the total weight only
         out = self._clients[tag].secure_aggregate(round_ctx.sub_ctx(tag), as64, weight)
         return [np.asarray(o, dtype=np.float32).reshape(a.shape) for o, a in zip(out, arrays)]
 
+    def close(self) -> None:
+        pass
+
 
 class SecAggServer:
-    def __init__(self, ctx: Context) -> None:
-        self._servers = {tag: SecureAggregatorServer(_site_ranks(ctx), prefix=f"lung_{tag}") for tag in AGGREGATION_TAGS}
+    def __init__(self, ctx: Context, plaintext: bool = False) -> None:
+        self._servers = {tag: SecureAggregatorServer(_site_ranks(ctx), prefix=f"lung_{tag}", is_mock=plaintext)
+                         for tag in AGGREGATION_TAGS}
 
     def aggregate(self, round_ctx: Context, tag: str) -> list[np.ndarray] | None:
         return self._servers[tag].secure_aggregate(round_ctx.sub_ctx(tag))
 
 
-AGGREGATORS = {"secagg": (SecAggClient, SecAggServer)}
+AGGREGATIONS = ("paillier", "secagg", "plaintext")
+
+
+def make_client(aggregation: str, options: dict):
+    if aggregation == "paillier":
+        from ._paillier import PaillierClient, PaillierOptions
+
+        return PaillierClient(PaillierOptions.from_dict(options.get("paillier")))
+    return SecAggClient(plaintext=aggregation == "plaintext")
+
+
+def make_server(aggregation: str, options: dict, ctx: Context):
+    if aggregation == "paillier":
+        from ._paillier import PaillierOptions, PaillierServer
+
+        return PaillierServer(ctx, PaillierOptions.from_dict(options.get("paillier")))
+    return SecAggServer(ctx, plaintext=aggregation == "plaintext")
+
+
+def check_aggregation(aggregation: str, allow_plaintext: bool) -> None:
+    """Plaintext aggregation shows every site's update to the arbiter: refused unless asked for explicitly."""
+    if aggregation not in AGGREGATIONS:
+        raise FederationError(f"aggregation {aggregation!r} is not one of {AGGREGATIONS}")
+    if aggregation == "plaintext":
+        if not allow_plaintext:
+            raise FederationError("aggregation 'plaintext' sends every hospital's model update to the coordinator "
+                                  "in the clear; it is for debugging only. Set allow_plaintext=true to use it anyway")
+        logger.warning("!!! PLAINTEXT AGGREGATION: the coordinator sees every hospital's model update. "
+                       "Debugging only; never use with patient data. !!!")
 
 
 def _party_label(name: str, party_id: str) -> str:

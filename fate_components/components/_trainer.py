@@ -17,7 +17,7 @@ from fate_components.core.signature import model_signature
 from fate_components.core.training import TrainConfig, predict_proba
 
 from ._artifacts import publish_directory
-from ._federation import AGGREGATORS, arbiter_check, site_check
+from ._federation import arbiter_check, check_aggregation, make_client, make_server, site_check
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,9 @@ def load_model(directory: Path) -> tuple[torch.nn.Module, dict]:
     return model, meta
 
 
-def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, aggregation: str, train_data,
-               test_data, warm_start_model, output_model, predictions) -> None:
+def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, aggregation: str, agg_options: dict,
+               train_data, test_data, warm_start_model, output_model, predictions) -> None:
+    check_aggregation(aggregation, agg_options.get("allow_plaintext", False))
     dataset, data = load_site_data(train_data.get_directory())
     model_config = ModelConfig.from_dict(model_options or {})
     model = build_model(model_config, seed=config.seed)
@@ -83,7 +84,7 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
                 len(data.val_x), count_parameters(model))
     site_check(ctx, site_name, {"signature": model_signature(model), "patch_spec": dataset.summary["patch_spec"],
                                 "schedule": {"rounds": config.rounds, "aggregation": aggregation}})
-    aggregator = AGGREGATORS[aggregation][0]().setup(ctx)
+    aggregator = make_client(aggregation, agg_options).setup(ctx)
 
     history: list[dict] = []
 
@@ -93,13 +94,22 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
         round_ctx.metrics.log_loss("val_loss", _finite(report.val["loss"]))
         round_ctx.metrics.log_auc("val_auc", _finite(report.val["auc"]))
         round_ctx.metrics.log_loss("global_val_loss", report.global_val_loss)
+        stats = getattr(aggregator, "last", {}).get("model")
+        if stats is not None:
+            round_ctx.metrics.log_scalar("paillier_encrypt_seconds", stats.encrypt_seconds)
+            round_ctx.metrics.log_scalar("paillier_decrypt_seconds", stats.decrypt_seconds)
+            round_ctx.metrics.log_scalar("bytes_sent", float(stats.bytes_sent))
+            round_ctx.metrics.log_scalar("clipped_values", float(stats.clipped))
         history.append({"round": report.round, "train_loss": report.train_loss, "val": report.val,
                         "global_val_loss": report.global_val_loss, "train_seconds": report.train_seconds,
                         "aggregate_seconds": report.aggregate_seconds})
         logger.info("[Round %d] %s loss: %.4f | val loss %.4f auc %.3f | global val loss %.4f", report.round + 1,
                     site_name, report.train_loss, report.val["loss"], report.val["auc"], report.global_val_loss)
 
-    run_site(model, data, config, ctx.on_iterations.ctxs_range(config.rounds), aggregator, on_round)
+    try:
+        run_site(model, data, config, ctx.on_iterations.ctxs_range(config.rounds), aggregator, on_round)
+    finally:
+        aggregator.close()
     meta = {"model_config": model_config.to_dict(), "train_config": config.to_dict(), "aggregation": aggregation,
             "patch_spec": dataset.summary["patch_spec"], "torch": str(torch.__version__), "site_name": site_name,
             "n_train": len(data.train_x), "n_val": len(data.val_x), "history": history}
@@ -111,9 +121,10 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
         publish_directory(predictions, {"candidates_scored": n})
 
 
-def train_arbiter(ctx, config: TrainConfig, aggregation: str, output_model) -> None:
-    arbiter_check(ctx)
-    server = AGGREGATORS[aggregation][1](ctx)
+def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict, output_model) -> None:
+    check_aggregation(aggregation, agg_options.get("allow_plaintext", False))
+    arbiter_check(ctx, check_torch_version=agg_options.get("strict_check", True))
+    server = make_server(aggregation, agg_options, ctx)
     rounds = []
 
     def on_round(round_idx: int, global_val_loss: float | None, seconds: float) -> None:
@@ -126,8 +137,10 @@ def train_arbiter(ctx, config: TrainConfig, aggregation: str, output_model) -> N
     run_server(ctx.on_iterations.ctxs_range(config.rounds), server, on_round)
     if output_model is not None:
         directory = Path(output_model.get_directory())
-        _replace_file(directory / "arbiter_summary.json", lambda p: p.write_text(json.dumps(
-            {"aggregation": aggregation, "rounds": rounds}, indent=2)))
+        summary = {"aggregation": aggregation, "rounds": rounds}
+        if hasattr(server, "audit"):
+            summary["audit"] = server.audit()
+        _replace_file(directory / "arbiter_summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
         output_model.write_metadata({"aggregation": aggregation, "rounds": config.rounds})
 
 

@@ -34,8 +34,14 @@ def train(
     optimizer: cpn.parameter(type=params.string_choice(["adam", "adamw", "sgd"]), default="adam",
                              desc="optimiser (sgd uses momentum 0.9)"),
     model: cpn.parameter(type=dict, default={}, desc="3D ResNet options: widths, blocks, groups, dropout"),
-    aggregation: cpn.parameter(type=params.string_choice(["secagg"]), default="secagg",
-                               desc="how updates are protected: secagg = FATE's pairwise-mask secure aggregation"),
+    aggregation: cpn.parameter(type=params.string_choice(["paillier", "secagg", "plaintext"]), default="paillier",
+                               desc="paillier: FATE's Paillier, the arbiter adds ciphertexts; secagg: FATE's "
+                                    "pairwise-mask secure aggregation; plaintext: debugging only"),
+    paillier: cpn.parameter(type=dict, default={}, desc="key_bits (2048), allow_weak_key, precision_bits (24), "
+                                                        "clip (8.0), obfuscation_workers (1)"),
+    allow_plaintext: cpn.parameter(type=bool, default=False, desc="required to run aggregation=plaintext"),
+    strict_check: cpn.parameter(type=bool, default=True,
+                                desc="also require the same torch version at every site (architecture always checked)"),
     use_3d_aug: cpn.parameter(type=bool, default=True,
                               desc="random flips and 90-degree rotations of training patches (never at prediction)"),
     seed: cpn.parameter(type=int, default=0, desc="seed of the initial weights and batch order"),
@@ -50,11 +56,12 @@ def train(
     config = TrainConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer, seed=seed,
                          use_3d_aug=use_3d_aug)
+    agg_options = {"paillier": paillier, "allow_plaintext": allow_plaintext, "strict_check": strict_check}
     if role.is_arbiter:
-        _trainer.train_arbiter(ctx, config, aggregation, output_model)
+        _trainer.train_arbiter(ctx, config, aggregation, agg_options, output_model)
     else:
-        _trainer.train_site(ctx, config, site_name or role.name, model, aggregation, train_data, test_data,
-                            warm_start_model, output_model, predictions)
+        _trainer.train_site(ctx, config, site_name or role.name, model, aggregation, agg_options, train_data,
+                            test_data, warm_start_model, output_model, predictions)
 
 
 @homo_lung_nn.predict()

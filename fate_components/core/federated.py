@@ -60,6 +60,7 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
              aggregator: UpdateAggregator, on_round: Callable[[RoundReport], None] | None = None) -> list[RoundReport]:
     """Train locally, average with the other sites, evaluate; once per round."""
     generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # dropout draws from the global generator: make reruns repeatable
     optimizer = config.make_optimizer(model)
     reports = []
     n_train = len(data.train_x)
