@@ -40,9 +40,11 @@ def bench_fate_secagg(updates, weights):
     from fate.arch.protocol.diffie_hellman import DiffieHellman
     from fate_utils.secure_aggregation_helper import MixAggregate, RandomMix
 
-    dh = [DiffieHellman() for _ in range(SITES)]
-    pubs = [d.get_public_key() for d in dh]
-    mixers = [RandomMix({j: dh[i].diffie_hellman(pubs[j]) for j in range(SITES) if j != i}, i) for i in range(SITES)]
+    # One Diffie-Hellman pair per pair of sites, as FATE's dh_exchange does.
+    dh = {(i, j): DiffieHellman() for i in range(SITES) for j in range(SITES) if i != j}
+    pubs = {k: d.get_public_key() for k, d in dh.items()}
+    mixers = [RandomMix({j: dh[(i, j)].diffie_hellman(pubs[(j, i)]) for j in range(SITES) if j != i}, i)
+              for i in range(SITES)]
     mixed, enc = _timed(lambda: [m.mix([u], float(w)) for m, u, w in zip(mixers, updates, weights)])
     size = len(pickle.dumps(mixed[0]))
 
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
     weights = [120, 45, 30]
     print(f"3 sites, Paillier {args.key_bits}-bit, 1 thread, machine: {os.cpu_count()} cores")
     header = f"{'size':<26}{'method':<22}{'encode+encrypt s':>17}{'arbiter sum s':>15}{'decrypt+decode s':>17}" \
-             f"{'bytes/site':>14}{'x float32':>10}"
+             f"{'bytes/site':>16}{'x float32':>10}"
     print(header)
     print("-" * len(header))
     ours_1e6 = None
@@ -141,7 +143,7 @@ def main(argv=None) -> int:
             ours_1e6 = (enc, agg, dec, size, pre)
         rows.append((f"fate-lung Paillier{extrapolated}", enc, agg, dec, size, f"+{pre:.1f}s precomputed"))
         for method, e, a, d, b, note in rows:
-            print(f"{label:<26}{method:<22}{e:>17.3f}{a:>15.3f}{d:>17.3f}{int(b):>14,}{b / (4 * n):>10.2f}  {note}")
+            print(f"{label:<26}{method:<22}{e:>17.3f}{a:>15.3f}{d:>17.3f}{int(b):>16,}{b / (4 * n):>10.2f}  {note}")
         naive_total = naive[0] + naive[2]
         ours_total = enc + dec + pre
         print(f"{'':<26}speed-up of ours over naive per-value Paillier (client, incl. precompute): "
