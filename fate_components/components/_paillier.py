@@ -10,7 +10,6 @@ The arbiter holds the public key only.
 """
 from __future__ import annotations
 
-import gc
 import hashlib
 import time
 from dataclasses import dataclass
@@ -244,8 +243,7 @@ class PaillierServer:
 
     def audit(self) -> dict:
         """What this arbiter process received and holds: the privacy tests read it from the arbiter's output."""
-        from fate_components.secure_agg.keys import SecretKey as _SecretKey
+        from fate_components.secure_agg.keys import count_secret_keys_in_process
 
-        secret_objects = sum(1 for o in gc.get_objects() if isinstance(o, _SecretKey) or type(o).__name__ == "SK")
-        return {"public_key_bits": self.public.key_bits, "secret_key_objects": secret_objects,
+        return {"public_key_bits": self.public.key_bits, "secret_key_objects": count_secret_keys_in_process(),
                 "received": self.received}

@@ -96,6 +96,27 @@ def generate_keypair(key_bits: int = MIN_KEY_BITS, *, allow_weak_key: bool = Fal
     return public, SecretKey._wrap(sk, public.n)
 
 
+def count_secret_keys_in_process() -> int:
+    """Secret-key objects reachable in this process (ours, FATE's wrapper, or the bare fate_utils key).
+
+    fate_utils' key is a native object the garbage collector does not track, so it is looked
+    for among the referents of every tracked object as well.
+    """
+    import gc
+
+    import fate_utils.paillier as fu
+    from fate.arch.protocol.phe.paillier import SK as FateSK
+
+    found: set[int] = set()
+    for obj in gc.get_objects():
+        if isinstance(obj, (SecretKey, FateSK, fu.SK)):
+            found.add(id(obj))
+        for ref in gc.get_referents(obj):
+            if isinstance(ref, fu.SK):
+                found.add(id(ref))
+    return len(found)
+
+
 def _aead(shared_secret: bytes, context: bytes):
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
