@@ -136,6 +136,19 @@ def run_job(client, home, dag: dict, conf: dict, *, wait: bool, timeout_s: float
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from fate_components.core.evaluation import evaluate_submission, format_report
+
+    report = evaluate_submission(Path(args.submission), Path(args.annotations),
+                                 excluded=Path(args.excluded) if args.excluded else None,
+                                 n_boot=args.bootstrap, seed=args.seed)
+    print(format_report(report))
+    if args.output:
+        Path(args.output).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from fate_components.ops import demo
 
@@ -186,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="tiny", choices=["tiny", "small", "bench"])
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("evaluate", help="FROC/CPM (LUNA16 rules), AUC and bootstrap CI of a submission.csv")
+    p.add_argument("submission", help="seriesuid,coordX,coordY,coordZ,probability")
+    p.add_argument("annotations", help="annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm)")
+    p.add_argument("--excluded", help="annotations_excluded.csv: hits on these findings are ignored")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples over scans")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", help="write the full report (incl. the FROC curve) as JSON")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("check-site", help="validate a site directory (scans, candidates.csv, annotations.csv)")
     p.add_argument("site")

@@ -1,0 +1,64 @@
+"""Evaluate a LUNA16 submission against annotations: the FROC/CPM report as data and as text."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from .candidates import read_annotations
+from .errors import CsvFormatError
+from .froc import FP_RATES, Finding, Scored, bootstrap_cpm, evaluate_froc
+
+SUBMISSION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
+
+
+def read_submission(path: Path) -> list[Scored]:
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in SUBMISSION_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CsvFormatError(f"{path.name}: header {reader.fieldnames} lacks {missing}; expected "
+                                 f"{','.join(SUBMISSION_COLUMNS)}")
+        out = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                out.append(Scored(row["seriesuid"], (float(row["coordX"]), float(row["coordY"]),
+                                                     float(row["coordZ"])), float(row["probability"])))
+            except ValueError:
+                raise CsvFormatError(f"{path.name} line {line}: non-numeric coordinate or probability") from None
+    return out
+
+
+def _findings(path: Path | None) -> list[Finding]:
+    if path is None or not Path(path).exists():
+        return []
+    return [Finding(a.seriesuid, a.world_xyz_mm, a.diameter_mm) for a in read_annotations(Path(path))]
+
+
+def evaluate_submission(submission: Path, annotations: Path, *, excluded: Path | None = None,
+                        scans: list[str] | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """FROC points, CPM with a 95% bootstrap interval over scans, AUC; plain data for metrics and files."""
+    scored = read_submission(submission)
+    nodules = _findings(annotations)
+    excl = _findings(excluded)
+    if scans is None:
+        scans = sorted({s.seriesuid for s in scored})
+    result = evaluate_froc(scored, nodules, excluded=excl, scans=scans)
+    cpm, low, high = bootstrap_cpm(scored, [n for n in nodules if n.seriesuid in set(scans)], excluded=excl,
+                                   scans=scans, n_boot=n_boot, seed=seed)
+    return {"cpm": cpm, "cpm_ci95": [low, high], "auc": result.auc,
+            "sensitivity_at": {str(k): v for k, v in result.sensitivity_at.items()},
+            "froc": {"fps_per_scan": result.fps_per_scan.tolist(), "sensitivity": result.sensitivity.tolist()},
+            "n_scans": result.n_scans, "n_nodules": result.n_nodules,
+            "n_false_positives": result.n_false_positives, "n_ignored": result.n_ignored, "bootstrap": n_boot}
+
+
+def format_report(report: dict) -> str:
+    lines = [f"scans {report['n_scans']}, nodules {report['n_nodules']}, false positives {report['n_false_positives']}, "
+             f"ignored (excluded findings) {report['n_ignored']}"]
+    lines.append("FP/scan    " + "".join(f"{r:>8g}" for r in FP_RATES))
+    lines.append("sensitivity" + "".join(f"{report['sensitivity_at'][str(r)]:>8.3f}" for r in FP_RATES))
+    low, high = report["cpm_ci95"]
+    lines.append(f"CPM {report['cpm']:.3f} (95% CI {low:.3f}-{high:.3f}, {report['bootstrap']} bootstrap samples "
+                 f"over scans)   AUC {report['auc']:.3f}")
+    return "\n".join(lines)
