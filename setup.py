@@ -33,6 +33,7 @@ setup(
         "fate.ext.component_desc": [
             "luna16_reader = fate_components.components.luna16_reader:luna16_reader",
             "homo_lung_nn = fate_components.components.homo_lung_nn:homo_lung_nn",
+            "lung_evaluation = fate_components.components.lung_evaluation:lung_evaluation",
         ],
         "console_scripts": ["fate-lung = fate_components.cli:main"],
     },

@@ -29,6 +29,6 @@ import importlib.metadata as md
 v = md.version("setuptools")
 assert int(v.split(".")[0]) < 81, f"setuptools {v} is installed; FATE needs setuptools<81 to find plugin components"
 eps = {ep.name for ep in md.entry_points(group="fate.ext.component_desc")}
-missing = {"luna16_reader", "homo_lung_nn"} - eps
+missing = {"luna16_reader", "homo_lung_nn", "lung_evaluation"} - eps
 assert not missing, f"fate-lung components not registered: {missing}"
 PY

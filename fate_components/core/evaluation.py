@@ -11,7 +11,8 @@ from .froc import FP_RATES, Finding, Scored, bootstrap_cpm, evaluate_froc
 SUBMISSION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
 
 
-def read_submission(path: Path) -> list[Scored]:
+def read_submission(path: Path, *, split: str | None = None) -> list[Scored]:
+    """Scored candidates; with `split`, only rows whose patient_split column equals it (predictions.csv)."""
     path = Path(path)
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -19,8 +20,12 @@ def read_submission(path: Path) -> list[Scored]:
         if missing:
             raise CsvFormatError(f"{path.name}: header {reader.fieldnames} lacks {missing}; expected "
                                  f"{','.join(SUBMISSION_COLUMNS)}")
+        if split is not None and "patient_split" not in (reader.fieldnames or []):
+            raise CsvFormatError(f"{path.name}: no patient_split column, so split={split!r} cannot be selected")
         out = []
         for line, row in enumerate(reader, start=2):
+            if split is not None and row["patient_split"] != split:
+                continue
             try:
                 out.append(Scored(row["seriesuid"], (float(row["coordX"]), float(row["coordY"]),
                                                      float(row["coordZ"])), float(row["probability"])))
@@ -36,9 +41,10 @@ def _findings(path: Path | None) -> list[Finding]:
 
 
 def evaluate_submission(submission: Path, annotations: Path, *, excluded: Path | None = None,
-                        scans: list[str] | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
+                        scans: list[str] | None = None, split: str | None = None, n_boot: int = 1000,
+                        seed: int = 0) -> dict:
     """FROC points, CPM with a 95% bootstrap interval over scans, AUC; plain data for metrics and files."""
-    scored = read_submission(submission)
+    scored = read_submission(submission, split=split)
     nodules = _findings(annotations)
     excl = _findings(excluded)
     if scans is None:

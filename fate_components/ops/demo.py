@@ -65,8 +65,10 @@ def run(args) -> int:
     summary = collect_results(client, home, job_id, sites, results)
     print(f"[5/5] job {job_id} succeeded in {time.perf_counter() - t_start:.0f} s")
     for name, info in summary["sites"].items():
-        print(f"      {name}: held-out AUC {info['heldout_auc']:.3f} on {info['heldout_candidates']} candidates "
-              f"of unseen patients; predictions {info['predictions']}")
+        low, high = (x if x is not None else float("nan") for x in info["heldout_cpm_ci95"])
+        print(f"      {name}: held-out AUC {info['heldout_auc']:.3f} on {info['heldout_candidates']} candidates, "
+              f"CPM {info['heldout_cpm']:.3f} (95% CI {low:.2f}-{high:.2f}) of unseen patients; "
+              f"predictions {info['predictions']}")
     print(f"      all sites, held-out AUC: {summary['heldout_auc']:.3f}")
     print(f"      models:  {results / 'models'}  (also: flow output download-model -j {job_id} -r guest -p "
           f"{sites[0].party_id} -tn trainer -o DIR)")
@@ -114,7 +116,10 @@ def collect_results(client, home: Path, job_id: str, sites, results: Path) -> di
         p = np.array([float(r["probability"]) for r in held])
         all_y.append(y)
         all_p.append(p)
+        evaluation = json.loads((runner.data_output_dir(home, job_id, site.role, site.party_id, "evaluation", "report")
+                                 / "evaluation.json").read_text())
         summary["sites"][site.name] = {"predictions": str(pred_dir / "submission.csv"),
+                                       "heldout_cpm": evaluation["cpm"], "heldout_cpm_ci95": evaluation["cpm_ci95"],
                                        "heldout_candidates": len(held), "heldout_auc": binary_auc(y, p),
                                        "final_train_loss": _last(metrics[site.name].get("train_loss"))}
     summary["heldout_auc"] = binary_auc(np.concatenate(all_y), np.concatenate(all_p))

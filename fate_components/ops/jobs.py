@@ -90,7 +90,7 @@ def _component(name: str):
     try:
         return load_component(name)
     except RuntimeError:
-        known = ["luna16_reader", "homo_lung_nn"]
+        known = ["luna16_reader", "homo_lung_nn", "lung_evaluation"]
         raise ConfigError(f"unknown component {name!r}.{_suggest(name, known)}") from None
 
 

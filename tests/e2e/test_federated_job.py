@@ -103,6 +103,20 @@ def test_metrics_exist_for_every_party(flow, trained, bound):
         assert summary and summary[0]["data"]["scans_read"] > 0
 
 
+def test_each_site_reports_froc_metrics(flow, trained, bound):
+    client = flow.client()
+    for site in parse_sites(bound):
+        if site.role == "arbiter":
+            continue
+        response = client.output.query_metric(job_id=trained["job"]["job_id"], role=site.role,
+                                              party_id=site.party_id, task_name="evaluation")
+        froc = [m for m in response["data"] if m["name"] == "froc_summary"]
+        assert froc, site.name
+        data = froc[0]["data"]
+        assert 0.0 <= data["cpm"] <= 1.0 and data["split"] == "val" and data["n_scans"] >= 1
+        assert set(data["sensitivity_at"]) == {"0.125", "0.25", "0.5", "1.0", "2.0", "4.0", "8.0"}
+
+
 def test_each_site_trains_on_its_own_data(flow, trained, bound, tiny_sites):
     # FATE-Flow once handed every party the guest's directory; prove each site scored its own candidates.
     for site in parse_sites(bound):
