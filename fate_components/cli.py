@@ -149,6 +149,12 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_verify_model(args) -> int:
+    from fate_components.ops.verify_model import main as verify
+
+    return verify(Path(args.a), Path(args.b), atol=args.atol)
+
+
 def cmd_demo(args) -> int:
     from fate_components.ops import demo
 
@@ -208,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", help="write the full report (incl. the FROC curve) as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("verify-model", help="compare two saved models layer by layer (exit 2 on architecture "
+                                            "mismatch, 1 if weights differ, 0 if equal)")
+    p.add_argument("a", help="model.pt, or a directory with one (e.g. from flow output download-model)")
+    p.add_argument("b")
+    p.add_argument("--atol", type=float, default=0.0, help="differences up to this are treated as equal")
+    p.set_defaults(func=cmd_verify_model)
 
     p = sub.add_parser("check-site", help="validate a site directory (scans, candidates.csv, annotations.csv)")
     p.add_argument("site")

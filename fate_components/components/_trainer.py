@@ -83,7 +83,8 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
     logger.info("%s: %d train / %d val patches, model with %d parameters", site_name, len(data.train_x),
                 len(data.val_x), count_parameters(model))
     site_check(ctx, site_name, {"signature": model_signature(model), "patch_spec": dataset.summary["patch_spec"],
-                                "schedule": {"rounds": config.rounds, "aggregation": aggregation}})
+                                "schedule": {"rounds": config.rounds, "aggregation": aggregation,
+                                             "patience": config.patience}})
     aggregator = make_client(aggregation, agg_options).setup(ctx)
 
     history: list[dict] = []
@@ -100,14 +101,17 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
             round_ctx.metrics.log_scalar("paillier_decrypt_seconds", stats.decrypt_seconds)
             round_ctx.metrics.log_scalar("bytes_sent", float(stats.bytes_sent))
             round_ctx.metrics.log_scalar("clipped_values", float(stats.clipped))
+        round_ctx.metrics.log_scalar("learning_rate", report.extra["learning_rate"])
         history.append({"round": report.round, "train_loss": report.train_loss, "val": report.val,
+                        "learning_rate": report.extra["learning_rate"], "best_round": report.extra["best_round"],
                         "global_val_loss": report.global_val_loss, "train_seconds": report.train_seconds,
                         "aggregate_seconds": report.aggregate_seconds})
         logger.info("[Round %d] %s loss: %.4f | val loss %.4f auc %.3f | global val loss %.4f", report.round + 1,
                     site_name, report.train_loss, report.val["loss"], report.val["auc"], report.global_val_loss)
 
     try:
-        run_site(model, data, config, ctx.on_iterations.ctxs_range(config.rounds), aggregator, on_round)
+        run_site(model, data, config, ctx.on_iterations.ctxs_range(config.rounds), aggregator, on_round,
+                 signal_continue=_signal_continue if ctx.is_on_guest else None)
     finally:
         aggregator.close()
     meta = {"model_config": model_config.to_dict(), "train_config": config.to_dict(), "aggregation": aggregation,
@@ -119,6 +123,11 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
     if test_data is not None and predictions is not None:
         n = _write_predictions(model, PatchDataset(Path(test_data.get_directory())), Path(predictions.get_directory()))
         publish_directory(predictions, {"candidates_scored": n})
+
+
+def _signal_continue(handle, go_on: bool) -> None:
+    """The guest tells the arbiter whether the sites continue (every site reached the same decision)."""
+    handle.sub_ctx("control").arbiter.put("continue", go_on)
 
 
 def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict, output_model) -> None:
@@ -134,7 +143,8 @@ def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict,
             round_ctx.metrics.log_loss("global_val_loss", global_val_loss)
         rounds.append({"round": round_idx, "round_seconds": seconds})
 
-    run_server(ctx.on_iterations.ctxs_range(config.rounds), server, on_round)
+    run_server(ctx.on_iterations.ctxs_range(config.rounds), server, on_round,
+               should_continue=lambda handle: bool(handle.sub_ctx("control").guest.get("continue")))
     if output_model is not None:
         directory = Path(output_model.get_directory())
         summary = {"aggregation": aggregation, "rounds": rounds}

@@ -33,6 +33,14 @@ def train(
     weight_decay: cpn.parameter(type=params.confloat(ge=0), default=1e-5, desc="optimiser weight decay"),
     optimizer: cpn.parameter(type=params.string_choice(["adam", "adamw", "sgd"]), default="adam",
                              desc="optimiser (sgd uses momentum 0.9)"),
+    lr_schedule: cpn.parameter(type=params.string_choice(["constant", "cosine"]), default="constant",
+                               desc="cosine: anneal the learning rate to min_learning_rate over the rounds"),
+    min_learning_rate: cpn.parameter(type=params.confloat(ge=0), default=0.0, desc="end of the cosine schedule"),
+    fedprox_mu: cpn.parameter(type=params.confloat(ge=0), default=0.0,
+                              desc="FedProx proximal term for non-IID sites (0 = plain FedAvg)"),
+    patience: cpn.parameter(type=params.conint(ge=0), default=0,
+                            desc="stop after this many rounds without a better global validation loss and keep the "
+                                 "best round's model (0 = off)"),
     model: cpn.parameter(type=dict, default={}, desc="3D ResNet options: widths, blocks, groups, dropout"),
     aggregation: cpn.parameter(type=params.string_choice(["paillier", "secagg", "plaintext"]), default="paillier",
                                desc="paillier: FATE's Paillier, the arbiter adds ciphertexts; secagg: FATE's "
@@ -55,7 +63,8 @@ def train(
 
     config = TrainConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer, seed=seed,
-                         use_3d_aug=use_3d_aug)
+                         use_3d_aug=use_3d_aug, lr_schedule=lr_schedule, min_learning_rate=min_learning_rate,
+                         fedprox_mu=fedprox_mu, patience=patience)
     agg_options = {"paillier": paillier, "allow_plaintext": allow_plaintext, "strict_check": strict_check}
     if role.is_arbiter:
         _trainer.train_arbiter(ctx, config, aggregation, agg_options, output_model)

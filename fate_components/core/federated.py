@@ -7,6 +7,7 @@ aggregator plugs in at the same seam.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
@@ -57,33 +58,58 @@ class RoundReport:
 
 
 def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iterable[tuple[int, Any]],
-             aggregator: UpdateAggregator, on_round: Callable[[RoundReport], None] | None = None) -> list[RoundReport]:
-    """Train locally, average with the other sites, evaluate; once per round."""
+             aggregator: UpdateAggregator, on_round: Callable[[RoundReport], None] | None = None,
+             signal_continue: Callable[[Any, bool], None] | None = None) -> list[RoundReport]:
+    """Train locally, average with the other sites, evaluate; once per round.
+
+    Early stopping: every site holds the same global validation loss after each round, so
+    every site reaches the same decision; `signal_continue` tells the arbiter (a yes/no, no
+    loss value), and the sites keep the best round's model.
+    """
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # dropout draws from the global generator: make reruns repeatable
     optimizer = config.make_optimizer(model)
     reports = []
     n_train = len(data.train_x)
+    best_loss, best_round, best_state = float("inf"), -1, None
     for round_idx, handle in rounds:
+        lr = config.learning_rate_at(round_idx)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         local = train_local(model, optimizer, data.train_x, data.train_y, epochs=config.local_epochs,
-                            batch_size=config.batch_size, generator=generator, augment=config.use_3d_aug)
+                            batch_size=config.batch_size, generator=generator, augment=config.use_3d_aug,
+                            fedprox_mu=config.fedprox_mu)
         t0 = time.perf_counter()
         set_parameters(model, aggregator.weighted_mean(handle, "model", get_parameters(model), float(n_train)))
         val = evaluate(model, data.val_x, data.val_y)
         # Validation loss weighted by validation size: the arbiter may learn this global figure.
         n_val = max(val["n"], 1e-9)
         global_val = aggregator.weighted_mean(handle, "val_loss", [np.array([val["loss"] if val["n"] else 0.0])], n_val)
+        global_loss = float(global_val[0][0])
+        if global_loss < best_loss:
+            best_loss, best_round = global_loss, round_idx
+            if config.patience:
+                best_state = copy.deepcopy(model.state_dict())
+        stop = bool(config.patience) and round_idx - best_round >= config.patience
         report = RoundReport(round=round_idx, train_loss=local.loss, n_train=n_train, val=val,
-                             global_val_loss=float(global_val[0][0]), train_seconds=local.seconds,
-                             aggregate_seconds=time.perf_counter() - t0)
+                             global_val_loss=global_loss, train_seconds=local.seconds,
+                             aggregate_seconds=time.perf_counter() - t0,
+                             extra={"learning_rate": lr, "best_round": best_round, "stopped": stop})
         reports.append(report)
         if on_round is not None:
             on_round(report)
+        if signal_continue is not None:
+            signal_continue(handle, not stop)
+        if stop:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return reports
 
 
 def run_server(rounds: Iterable[tuple[int, Any]], server: AggregationServer,
-               on_round: Callable[[int, float | None, float], None] | None = None) -> None:
+               on_round: Callable[[int, float | None, float], None] | None = None,
+               should_continue: Callable[[Any], bool] | None = None) -> None:
     """The arbiter's side of `run_site`: per round, the model exchange then the validation loss."""
     for round_idx, handle in rounds:
         t0 = time.perf_counter()
@@ -91,3 +117,5 @@ def run_server(rounds: Iterable[tuple[int, Any]], server: AggregationServer,
         val = server.aggregate(handle, "val_loss")
         if on_round is not None:
             on_round(round_idx, None if val is None else float(np.ravel(val[0])[0]), time.perf_counter() - t0)
+        if should_continue is not None and not should_continue(handle):
+            break

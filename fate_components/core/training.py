@@ -1,6 +1,7 @@
 """Local training, evaluation and prediction of the patch classifier (no FATE here)."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -28,6 +29,10 @@ class TrainConfig:
     optimizer: str = "adam"
     seed: int = 0
     use_3d_aug: bool = True   # random flips and 90-degree in-plane rotations while training; never at prediction
+    lr_schedule: str = "constant"   # or "cosine": anneal from learning_rate to min_learning_rate over the rounds
+    min_learning_rate: float = 0.0
+    fedprox_mu: float = 0.0   # FedProx: mu/2 * ||w - w_round_start||^2 keeps non-IID sites near the global model
+    patience: int = 0         # stop after this many rounds without a better global validation loss; 0 = off
 
     def __post_init__(self) -> None:
         for name in ("rounds", "local_epochs", "batch_size"):
@@ -39,6 +44,21 @@ class TrainConfig:
             raise ConfigError(f"weight_decay must be >= 0, not {self.weight_decay!r}")
         if self.optimizer not in _OPTIMIZERS:
             raise ConfigError(f"optimizer {self.optimizer!r} is not one of {sorted(_OPTIMIZERS)}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', not {self.lr_schedule!r}")
+        if not 0 <= self.min_learning_rate <= self.learning_rate:
+            raise ConfigError(f"min_learning_rate must be in [0, learning_rate], not {self.min_learning_rate!r}")
+        if self.fedprox_mu < 0:
+            raise ConfigError(f"fedprox_mu must be >= 0, not {self.fedprox_mu!r}")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0 (0 turns early stopping off), not {self.patience!r}")
+
+    def learning_rate_at(self, round_idx: int) -> float:
+        if self.lr_schedule == "constant" or self.rounds == 1:
+            return self.learning_rate
+        progress = round_idx / (self.rounds - 1)
+        return self.min_learning_rate + 0.5 * (self.learning_rate - self.min_learning_rate) * (
+            1 + math.cos(math.pi * progress))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +95,8 @@ def augment_3d(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.ndarray, labels: np.ndarray, *,
-                epochs: int, batch_size: int, generator: torch.Generator, augment: bool = False) -> LocalResult:
+                epochs: int, batch_size: int, generator: torch.Generator, augment: bool = False,
+                fedprox_mu: float = 0.0) -> LocalResult:
     """Run `epochs` passes over the site's training patches ([N,1,D,H,W], labels {0,1})."""
     if len(patches) == 0:
         raise ConfigError("no training patches at this site: check the reader's output and val_fraction")
@@ -84,6 +105,7 @@ def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.
     loss_fn = nn.BCEWithLogitsLoss()
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     last_epoch_loss = 0.0
+    anchor = [p.detach().clone() for p in model.parameters()] if fedprox_mu > 0 else None
     for _ in range(epochs):
         order = torch.randperm(len(patches), generator=generator).numpy()
         total, count = 0.0, 0
@@ -94,7 +116,11 @@ def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.
                 x = augment_3d(x, generator)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
-            loss.backward()
+            objective = loss
+            if anchor is not None:
+                objective = loss + 0.5 * fedprox_mu * sum(((p - a) ** 2).sum()
+                                                          for p, a in zip(model.parameters(), anchor))
+            objective.backward()
             optimizer.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)

@@ -178,6 +178,10 @@ def test_all_sites_end_with_the_same_model(flow, trained, bound, tmp_path):
     for name in states[0]:
         for other in states[1:]:
             torch.testing.assert_close(states[0][name], other[name], rtol=0, atol=1e-5)
+    # The same check through the command a user runs on FATE's downloaded artifacts.
+    from fate_components.cli import main as cli
+
+    assert cli(["verify-model", str(tmp_path / "hospital_a"), str(tmp_path / "hospital_c"), "--atol", "1e-5"]) == 0
 
 
 def test_federated_model_beats_chance(flow, trained, bound):

@@ -104,3 +104,64 @@ def test_augmentation_keeps_shape_and_content_and_varies():
         assert out.shape == x.shape
         assert torch.equal(out.flatten(1).sort().values, x.flatten(1).sort().values)
     assert any(not torch.equal(out, x) for out in outs)
+
+
+def test_cosine_schedule_anneals_from_lr_to_min():
+    config = TrainConfig(rounds=5, learning_rate=1e-3, min_learning_rate=1e-5, lr_schedule="cosine")
+    lrs = [config.learning_rate_at(r) for r in range(5)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-5)
+    assert lrs[2] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert TrainConfig(learning_rate=2e-4).learning_rate_at(7) == 2e-4
+
+
+def test_fedprox_keeps_local_weights_closer_to_the_round_start():
+    x, y = _blobs(48, 5)
+    drift = {}
+    for mu in (0.0, 10.0):
+        model = build_model(SMALL, seed=0)
+        start = [p.detach().clone() for p in model.parameters()]
+        config = TrainConfig(learning_rate=3e-3)
+        train_local(model, config.make_optimizer(model), x, y, epochs=3, batch_size=16,
+                    generator=torch.Generator().manual_seed(0), fedprox_mu=mu)
+        drift[mu] = sum(float(((p - s) ** 2).sum()) for p, s in zip(model.parameters(), start))
+    assert drift[10.0] < 0.8 * drift[0.0]
+
+
+def test_early_stopping_stops_every_site_at_the_same_round_and_keeps_the_best_model():
+    # Prepare: the global validation loss improves until round 1, then gets worse.
+    losses = iter([0.5, 0.4, 0.45, 0.47, 0.48, 0.49])
+    snapshots = {}
+
+    class Scripted:
+        def weighted_mean(self, handle, tag, arrays, weight):
+            if tag == "val_loss":
+                return [np.array([next(losses)])]
+            return arrays
+
+    def remember(report):
+        snapshots[report.round] = [p.copy() for p in get_parameters(model)]
+
+    signals = []
+    model = build_model(SMALL, seed=0)
+    config = TrainConfig(rounds=6, local_epochs=1, learning_rate=1e-3, patience=2)
+    # Execute
+    reports = run_site(model, SiteData(*_blobs(16, 6), *_blobs(8, 7)), config, [(r, r) for r in range(6)],
+                       Scripted(), on_round=remember, signal_continue=lambda h, go: signals.append((h, go)))
+    # Assert: rounds 2 and 3 did not beat round 1, so training stops after round 3 with round 1's model.
+    assert [r.round for r in reports] == [0, 1, 2, 3]
+    assert signals == [(0, True), (1, True), (2, True), (3, False)]
+    for got, want in zip(get_parameters(model), snapshots[1]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_server_stops_when_the_sites_say_so():
+    calls = []
+
+    class Server:
+        def aggregate(self, handle, tag):
+            calls.append((handle, tag))
+
+    from fate_components.core.federated import run_server
+    run_server([(r, r) for r in range(10)], Server(), should_continue=lambda h: h < 2)
+    assert calls[-1] == (2, "val_loss") and len(calls) == 6
