@@ -244,6 +244,22 @@ def test_plaintext_aggregation_is_refused_unless_allowed(flow, bound):
     assert "Set allow_plaintext=true" in log.read_text()
 
 
+def test_early_stopping_ends_every_party_at_the_same_round(flow, bound):
+    client = flow.client()
+    conf = copy.deepcopy(bound)
+    # A learning rate far too high makes the global validation loss stop improving quickly.
+    conf["parameters"]["common"]["trainer"].update(rounds=6, patience=1, learning_rate=0.05)
+    job_id, status = _run(flow, conf)
+    assert status == "success", runner.failure_reason(client, job_id, Path(flow.home))
+    rounds_run = {}
+    for site in parse_sites(conf):
+        metrics = runner.step_metrics(client, job_id, site.role, site.party_id, "trainer")
+        key = "round_seconds" if site.role == "arbiter" else "train_loss"
+        rounds_run[site.name] = len(metrics[key])
+    assert len(set(rounds_run.values())) == 1, rounds_run
+    assert rounds_run["hospital_a"] < 6
+
+
 def test_unbound_table_is_refused_before_submitting(flow, bound):
     client = flow.client()
     conf = copy.deepcopy(bound)
