@@ -94,7 +94,55 @@ def extract_patch(volume: Volume, center_world_mm, spec: PatchSpec, *, row: int 
              + step_z[:, None, None, None] * offsets[None, :, None, None]
              + step_y[:, None, None, None] * offsets[None, None, :, None]
              + step_x[:, None, None, None] * offsets[None, None, None, :])   # (3=ijk, D=z, H=y, W=x)
+    axes = _world_axis_of_index_axes(volume.direction)
+    if axes is not None:
+        # Every index axis runs along one world axis (any scan without gantry tilt): trilinear
+        # interpolation then separates into three 1-D passes over a small block, ~10x faster.
+        steps = (step_x, step_y, step_z)
+        positions = [centre_index[a] + steps[axes[a]][a] * offsets for a in range(3)]   # per index axis i, j, k
+        sampled = _separable_linear(volume.array_hu, positions)                          # axes (k, j, i)
+        world_of_array_axis = [axes[2], axes[1], axes[0]]
+        # Output axes are world (z, y, x) = world axes (2, 1, 0).
+        sampled = np.transpose(sampled, [world_of_array_axis.index(w) for w in (2, 1, 0)])
+        return normalise_hu(sampled, spec)
     coords = index[::-1]   # map_coordinates wants array axis order (k, j, i)
     sampled = map_coordinates(volume.array_hu, coords, order=1, mode="constant", cval=AIR_HU,
                               output=np.float32, prefilter=False)
     return normalise_hu(sampled, spec)
+
+
+def _world_axis_of_index_axes(direction: np.ndarray) -> tuple[int, int, int] | None:
+    """For each index axis (i, j, k), the world axis it runs along, if the direction is a signed permutation."""
+    d = np.asarray(direction, dtype=np.float64)
+    axes = tuple(int(np.argmax(np.abs(d[:, a]))) for a in range(3))
+    if sorted(axes) != [0, 1, 2] or any(abs(abs(d[axes[a], a]) - 1.0) > 1e-6 for a in range(3)):
+        return None
+    return axes
+
+
+def _separable_linear(array: np.ndarray, positions_ijk: list[np.ndarray]) -> np.ndarray:
+    """Linear interpolation of `array` ([k, j, i]) on the grid positions_k x positions_j x positions_i.
+
+    Outside the array reads as air, like map_coordinates' constant mode with grid semantics.
+    """
+    block_slices, passes = [], []
+    for axis, pos in zip((0, 1, 2), (positions_ijk[2], positions_ijk[1], positions_ijk[0])):
+        lo_idx = np.floor(pos).astype(np.int64)
+        frac = (pos - lo_idx).astype(np.float32)
+        start, stop = int(lo_idx.min()), int(lo_idx.max()) + 2
+        block_slices.append((start, stop))
+        passes.append((lo_idx - start, frac))
+    shape = array.shape
+    inner = tuple(slice(max(a, 0), min(b, n)) for (a, b), n in zip(block_slices, shape))
+    block = np.asarray(array[inner], dtype=np.float32)
+    pad = [(max(0, -a), max(0, b - n)) for (a, b), n in zip(block_slices, shape)]
+    if any(p for pair in pad for p in pair):
+        block = np.pad(block, pad, mode="constant", constant_values=AIR_HU)
+    for axis, (idx, frac) in enumerate(passes):
+        lower = np.take(block, idx, axis=axis)
+        upper = np.take(block, idx + 1, axis=axis)
+        shape_w = [1, 1, 1]
+        shape_w[axis] = -1
+        w = frac.reshape(shape_w)
+        block = lower + (upper - lower) * w
+    return block
