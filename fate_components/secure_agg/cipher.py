@@ -3,8 +3,8 @@
 - encryption: FATE's `encrypt_encoded(obfuscate=False)` (1 + m*n) times a precomputed
   obfuscator, combined with FATE's homomorphic `add` (adding Enc(0) = multiplying by r^n);
 - summation at the arbiter: FATE's ciphertext `add`, public key only;
-- decryption: CRT with the factors of FATE's key (about 3x FATE's own decrypt; a test checks
-  both give the same plaintext);
+- decryption: FATE's `decrypt_to_encoded`; `Decryptor.decrypt` is an independent CRT
+  decryption (same speed here) that the tests use to cross-check FATE's result and our key handling;
 - wire format: each ciphertext as a fixed-width big-endian integer (512 bytes for a 2048-bit
   key), a quarter of FATE's pickled hex.
 """
@@ -78,7 +78,7 @@ class Decryptor:
         return out
 
     def decrypt_with_fate(self, ciphertexts: list[int]) -> list[int]:
-        """FATE's own decryption: the reference the fast path is tested against."""
+        """FATE's own decryption: what the protocol uses."""
         plain = self._secret.fate_sk.decrypt_to_encoded(_fate_ciphertexts(ciphertexts))
         return read_bigints(plain.__getstate__())
 
