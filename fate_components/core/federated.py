@@ -82,8 +82,10 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
         t0 = time.perf_counter()
         set_parameters(model, aggregator.weighted_mean(handle, "model", get_parameters(model), float(n_train)))
         val = evaluate(model, data.val_x, data.val_y)
-        # Validation loss weighted by validation size: the arbiter may learn this global figure.
-        n_val = max(val["n"], 1e-9)
+        # Validation loss weighted by validation size. A site without validation patients gets a
+        # negligible weight (still >= one unit of Paillier's 1/1000 weight resolution), so the total
+        # weight is never zero even when no site holds validation data.
+        n_val = max(val["n"], 1e-3)
         global_val = aggregator.weighted_mean(handle, "val_loss", [np.array([val["loss"] if val["n"] else 0.0])], n_val)
         global_loss = float(global_val[0][0])
         if global_loss < best_loss:
