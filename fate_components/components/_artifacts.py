@@ -1,7 +1,8 @@
-"""Workarounds for how FATE-Flow 2.2 tracks data-directory outputs."""
+"""Writing component outputs: whole files only, and directory outputs FATE-Flow can tell apart."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 OUTPUT_NAMESPACE = "fate_lung_outputs"
@@ -19,3 +20,13 @@ def publish_directory(output, metadata: dict) -> None:
     parts = path.parts[-8:-1]  # .../jobs/<job>/<role>/<party>/<task>/<version>/output/<key>/data_directory
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     output.write_metadata(metadata, name="-".join(parts + (digest,)), namespace=OUTPUT_NAMESPACE)
+
+
+def replace_file(path: Path, write) -> None:
+    """Write through a temporary name, so a reader never finds half a file under the final one."""
+    tmp = path.with_name(path.name + f".partial-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -5,7 +5,6 @@ import csv
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -16,7 +15,7 @@ from fate_components.core.patch_dataset import PatchDataset
 from fate_components.core.signature import model_signature
 from fate_components.core.training import TrainConfig, predict_proba
 
-from ._artifacts import publish_directory
+from ._artifacts import publish_directory, replace_file
 from ._federation import arbiter_check, check_aggregation, make_client, make_server, site_check
 
 logger = logging.getLogger(__name__)
@@ -46,20 +45,10 @@ def _finite(x: float) -> float:
     return float(x) if x is not None and math.isfinite(x) else -1.0
 
 
-def _replace_file(path: Path, write) -> None:
-    """Write through a temporary name, so a reader never finds half a file under the final one."""
-    tmp = path.with_name(path.name + f".partial-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_model(directory: Path, model: torch.nn.Module, meta: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    _replace_file(directory / MODEL_FILE, lambda p: torch.save(model.state_dict(), p))
-    _replace_file(directory / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=2)))
+    replace_file(directory / MODEL_FILE, lambda p: torch.save(model.state_dict(), p))
+    replace_file(directory / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=2)))
 
 
 def load_model(directory: Path) -> tuple[torch.nn.Module, dict]:
@@ -121,8 +110,7 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
         save_model(Path(output_model.get_directory()), model, meta)
         output_model.write_metadata({"model_config": meta["model_config"], "rounds": config.rounds})
     if test_data is not None and predictions is not None:
-        n = _write_predictions(model, PatchDataset(Path(test_data.get_directory())), Path(predictions.get_directory()))
-        publish_directory(predictions, {"candidates_scored": n})
+        _write_predictions(model, PatchDataset(Path(test_data.get_directory())), predictions)
 
 
 def _signal_continue(handle, go_on: bool) -> None:
@@ -150,31 +138,31 @@ def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict,
         summary = {"aggregation": aggregation, "rounds": rounds}
         if hasattr(server, "audit"):
             summary["audit"] = server.audit()
-        _replace_file(directory / "arbiter_summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
+        replace_file(directory / "arbiter_summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
         output_model.write_metadata({"aggregation": aggregation, "rounds": config.rounds})
 
 
-def _write_predictions(model: torch.nn.Module, dataset: PatchDataset, out_dir: Path) -> int:
+def _write_predictions(model: torch.nn.Module, dataset: PatchDataset, predictions) -> int:
+    """predictions.csv (with class and patient split) and a LUNA16 submission.csv, then register the output."""
     probabilities = predict_proba(model, dataset.patches)
+    out_dir = Path(predictions.get_directory())
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = dataset.table
 
-    def write_full(path: Path) -> None:
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["seriesuid", "coordX", "coordY", "coordZ", "class", "patient_split", "probability"])
-            for row, p in zip(rows, probabilities):
-                w.writerow([row.seriesuid, *row.world_xyz_mm, row.label, row.patient_split, f"{p:.6f}"])
+    def writer(with_labels: bool):
+        def write(path: Path) -> None:
+            with open(path, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["seriesuid", "coordX", "coordY", "coordZ",
+                            *(["class", "patient_split"] if with_labels else []), "probability"])
+                for row, p in zip(rows, probabilities):
+                    w.writerow([row.seriesuid, *row.world_xyz_mm,
+                                *([row.label, row.patient_split] if with_labels else []), f"{p:.6f}"])
+        return write
 
-    def write_submission(path: Path) -> None:
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["seriesuid", "coordX", "coordY", "coordZ", "probability"])
-            for row, p in zip(rows, probabilities):
-                w.writerow([row.seriesuid, *row.world_xyz_mm, f"{p:.6f}"])
-
-    _replace_file(out_dir / "predictions.csv", write_full)
-    _replace_file(out_dir / "submission.csv", write_submission)
+    replace_file(out_dir / "predictions.csv", writer(with_labels=True))
+    replace_file(out_dir / "submission.csv", writer(with_labels=False))
+    publish_directory(predictions, {"candidates_scored": len(rows)})
     return len(rows)
 
 
@@ -186,6 +174,5 @@ def predict_site(ctx, test_data, input_model, predictions) -> None:
 
         raise ConfigError(f"test data were cut with {dataset.summary['patch_spec']}, but the model was trained on "
                           f"{meta['patch_spec']}; run luna16_reader with the training settings")
-    n = _write_predictions(model, dataset, Path(predictions.get_directory()))
-    publish_directory(predictions, {"candidates_scored": n})
+    n = _write_predictions(model, dataset, predictions)
     ctx.metrics.log_metrics({"candidates_scored": n}, name="predict_summary", type="summary")

@@ -5,12 +5,11 @@ Runs at each hospital on its own annotations; only the summary figures become FA
 # No `from __future__ import annotations` here: FATE reads the annotations as live objects.
 import json
 import logging
-import os
 from pathlib import Path
 
 from fate.components.core import GUEST, HOST, Role, cpn, params
 
-from ._artifacts import publish_directory
+from ._artifacts import publish_directory, replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +35,8 @@ def lung_evaluation(
                                  excluded=excluded if excluded.exists() else None,
                                  split=None if split == "all" else split, n_boot=bootstrap, seed=seed)
     out_dir = Path(report.get_directory())
-    tmp = out_dir / f"evaluation.json.partial-{os.getpid()}"
-    tmp.write_text(json.dumps(_finite({"split": split, **result}), indent=2))
-    os.replace(tmp, out_dir / "evaluation.json")
+    replace_file(out_dir / "evaluation.json",
+                 lambda p: p.write_text(json.dumps(_finite({"split": split, **result}), indent=2)))
     publish_directory(report, {"split": split})
     summary = _finite({k: result[k] for k in ("cpm", "cpm_ci95", "auc", "n_scans", "n_nodules",
                                               "n_false_positives")})
