@@ -62,9 +62,7 @@ def _shards(n: int, parts: int) -> list[tuple[int, int]]:
 class ExchangeStats:
     encrypt_seconds: float = 0.0
     decrypt_seconds: float = 0.0
-    wait_seconds: float = 0.0
     bytes_sent: int = 0
-    ciphertexts: int = 0
     clipped: int = 0
 
 
@@ -125,7 +123,7 @@ class PaillierClient:
         cts = cipher.encrypt(self.public, packed, self._pool.take(len(packed)))
         blob = cipher.to_wire(self.public, cts)
         stats.encrypt_seconds = time.perf_counter() - t0
-        stats.bytes_sent, stats.ciphertexts = len(blob), len(cts)
+        stats.bytes_sent = len(blob)
         self._pool.request(len(packed))  # next round's obfuscators, computed while this site trains
         summed = self._exchange(sub, "values", blob, len(cts), stats)
         mean = decode_sum(unpack(summed, flat.size, self._spec), self._spec)
@@ -154,10 +152,8 @@ class PaillierClient:
         return total
 
     def _exchange(self, sub: Context, name: str, blob: bytes, count: int, stats: ExchangeStats) -> list[int]:
-        t0 = time.perf_counter()
         sub.arbiter.put(f"{name}_cipher", (count, blob))
         reply = sub.arbiter.get(f"{name}_shard")
-        stats.wait_seconds += time.perf_counter() - t0
         if isinstance(reply, str):  # the arbiter found a bad message and tells every site why
             raise LungError(reply)
         start, shard_blob = reply
@@ -195,7 +191,6 @@ class PaillierServer:
         self._ctx = ctx
         self._known_tags: set[str] = set()
         self.received: list[dict] = []      # what arrived, for the privacy audit
-        self.last_seconds = 0.0
 
     def aggregate(self, round_ctx: Context, tag: str) -> None:
         sub = round_ctx.sub_ctx(tag)
@@ -206,7 +201,6 @@ class PaillierServer:
         return None  # the arbiter cannot see the mean
 
     def _sum(self, sub: Context, name: str) -> None:
-        t0 = time.perf_counter()
         labels, ranks = _labels(self._ctx), _ranks(self._ctx)
         messages = [sub.guest.get(f"{name}_cipher"), *sub.hosts.get(f"{name}_cipher")]
         error, vectors = None, []
@@ -230,7 +224,6 @@ class PaillierServer:
             else:
                 reply = error
             sub.parties[rank].put(f"{name}_shard", reply)
-        self.last_seconds = time.perf_counter() - t0
         if error is not None:
             raise LungError(error)
 
