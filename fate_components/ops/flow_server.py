@@ -34,6 +34,9 @@ if _home:
     _s.UPLOAD_DATA_HOME = _os.path.join(_home, "upload")
     _s.SQLITE_FILE_DIR = _home
     _s.DEFAULT_SERVER_CONF_PATH = _os.path.join(_home, "conf")
+# Instrumentation (the end-to-end tests' wiretap) is loaded by module name, for this server only.
+for _hook in filter(None, _os.environ.get("FATE_LUNG_SITE_HOOKS", "").split(",")):
+    __import__(_hook)
 '''
 
 STATE_FILE = "fate_lung_server.json"
@@ -111,9 +114,9 @@ def _write_conf(home: Path, host: str, http_port: int, grpc_port: int, party_id:
     path.write_text(yaml.dump(config, default_flow_style=False))
 
 
-def server_env(home: Path) -> dict[str, str]:
+def server_env(home: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
     """Environment under which FATE-Flow (and its task workers) use `home`."""
-    env = os.environ.copy()
+    env = {**os.environ, **(extra_env or {})}
     pylib = home / "pylib"
     env["FATE_LUNG_FLOW_HOME"] = str(home)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(pylib), env.get("PYTHONPATH", "")] if p)
@@ -131,7 +134,7 @@ def load_state(home: Path) -> FlowServer | None:
 
 
 def start(home: Path, *, host: str = "127.0.0.1", http_port: int | None = None,
-          party_id: str = "9999", timeout_s: float = 120.0) -> FlowServer:
+          party_id: str = "9999", timeout_s: float = 120.0, extra_env: dict[str, str] | None = None) -> FlowServer:
     """Start a standalone FATE-Flow in `home`, or return the one already running there."""
     home = Path(home).resolve()
     running = load_state(home)
@@ -150,7 +153,7 @@ def start(home: Path, *, host: str = "127.0.0.1", http_port: int | None = None,
     log = open(home / "logs" / "server.out", "ab")
     proc = subprocess.Popen(
         [sys.executable, str(_fate_flow_package() / "fate_flow_server.py")],
-        env=server_env(home), stdout=log, stderr=subprocess.STDOUT, cwd=home,
+        env=server_env(home, extra_env), stdout=log, stderr=subprocess.STDOUT, cwd=home,
         start_new_session=True,  # own process group: `stop` can end the server and its workers together
     )
     server = FlowServer(home=str(home), host=host, http_port=http_port, grpc_port=grpc_port,

@@ -6,8 +6,9 @@ secure aggregation, one process per party.
 from __future__ import annotations
 
 import copy
-import json
 import csv
+import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -214,12 +215,11 @@ def test_predict_job_loads_the_trained_model(flow, trained, bound):
                                    [float(r["probability"]) for r in first], atol=1e-6)
 
 
-def test_paillier_and_plaintext_give_the_same_model(flow, bound, tmp_path):
-    from fate_components.core.fixed_point import PackingSpec
-    import torch
-
+@pytest.fixture(scope="module")
+def one_round(flow, bound, tmp_path_factory) -> dict[str, dict]:
+    """One round from the same seed with Paillier and with plaintext aggregation: job ids and final models."""
     client = flow.client()
-    models = {}
+    jobs = {}
     for aggregation in ("paillier", "plaintext"):
         conf = copy.deepcopy(bound)
         conf["parameters"]["common"]["trainer"].update(rounds=1, aggregation=aggregation,
@@ -227,12 +227,85 @@ def test_paillier_and_plaintext_give_the_same_model(flow, bound, tmp_path):
         job_id, status = _run(flow, conf)
         assert status == "success", runner.failure_reason(client, job_id, Path(flow.home))
         response = client.output.download_model(job_id=job_id, role="guest", party_id="9999", task_name="trainer",
-                                                path=str(tmp_path / aggregation))
-        models[aggregation] = load_model(Path(response["directory"]))[0].state_dict()
+                                                path=str(tmp_path_factory.mktemp(aggregation)))
+        jobs[aggregation] = {"job_id": job_id, "model": load_model(Path(response["directory"]))[0].state_dict()}
+    return jobs
+
+
+def test_paillier_and_plaintext_give_the_same_model(one_round):
+    from fate_components.core.fixed_point import PackingSpec
+    import torch
+
     # After one round the model is the aggregate: equal within the fixed-point error plus one float32 step.
     tolerance = PackingSpec().max_abs_error + 1e-6
-    for name, value in models["paillier"].items():
-        torch.testing.assert_close(value, models["plaintext"][name], rtol=0, atol=tolerance)
+    for name, value in one_round["paillier"]["model"].items():
+        torch.testing.assert_close(value, one_round["plaintext"]["model"][name], rtol=0, atol=tolerance)
+
+
+def _tapped(wire_tap: Path, kind: str, pids: set[int] | None = None, session: str | None = None) -> list[dict]:
+    records = []
+    for path in sorted((wire_tap / kind).glob("*.pkl")):
+        record = pickle.loads(path.read_bytes())
+        if (pids is None or record["pid"] in pids) and (session is None or session in record.get("session", "")):
+            records.append(record)
+    return records
+
+
+def _int_encodings(x: int) -> list[bytes]:
+    size = (x.bit_length() + 7) // 8
+    return [x.to_bytes(size, "little"), x.to_bytes(size, "big"), str(x).encode(), format(x, "x").encode(),
+            format(x, "X").encode()]
+
+
+def _update_probes(update: dict) -> list[bytes]:
+    """Byte strings that would appear if this plaintext update crossed the wire: 8 consecutive values
+    of every tensor, as float32, float64 and weighted float64, from a few places in each tensor."""
+    probes = []
+    for array in update["arrays"]:
+        flat = np.asarray(array).ravel()
+        if flat.size < 8:
+            continue
+        for start in sorted({0, flat.size // 2 - 4, flat.size - 8}):
+            window = flat[start:start + 8]
+            if np.count_nonzero(window) < 4:  # runs of zeros would match any padding
+                continue
+            probes += [window.astype(np.float32).tobytes(), window.astype(np.float64).tobytes(),
+                       (window.astype(np.float64) * update["weight"]).tobytes()]
+    return probes
+
+
+def _wire_of(wire_tap: Path, job_id: str) -> tuple[list[dict], bytes, bytes, set[int]]:
+    wire = _tapped(wire_tap, "wire", session=job_id)
+    to_arbiter = b"".join(r["data"] for r in wire if any(role == "arbiter" for role, _ in r["dst"]))
+    everything = b"".join(r["data"] for r in wire)
+    site_pids = {r["pid"] for r in wire if r["src"][0] in ("guest", "host") and "trainer" in r["session"]}
+    return wire, to_arbiter, everything, site_pids
+
+
+def test_wire_capture_shows_no_secret_key_and_no_plaintext_update_crossing(wire_tap, trained, one_round):
+    """Every byte any party pushed into FATE's federation during the Paillier job, searched for the
+    secret key and for each site's plaintext update; the same search finds the update in plaintext mode."""
+    wire, to_arbiter, everything, site_pids = _wire_of(wire_tap, trained["job"]["job_id"])
+    assert len(site_pids) == 3 and to_arbiter
+    (secret,) = _tapped(wire_tap, "secrets", pids=site_pids)
+    n, p, q = secret["n"], secret["p"], secret["q"]
+    # Positive control: the public key reaches the arbiter (FATE's key state writes it as digits).
+    assert any(encoding in to_arbiter for encoding in _int_encodings(n))
+    for factor in (p, q):
+        assert not [encoding for encoding in _int_encodings(factor) if encoding in everything]
+    assert secret["sk_bytes"] not in everything
+    updates = _tapped(wire_tap, "updates", pids=site_pids)
+    assert len(updates) == 3 * 2 * ROUNDS  # each site: the model and the validation loss, every round
+    probes = [probe for update in updates for probe in _update_probes(update)]
+    assert len(probes) > 100
+    assert not [probe for probe in probes if probe in everything]
+
+    # The same detector on the plaintext job finds every site's update on its way to the arbiter.
+    _, plain_to_arbiter, _, plain_pids = _wire_of(wire_tap, one_round["plaintext"]["job_id"])
+    plain_updates = [u for u in _tapped(wire_tap, "updates", pids=plain_pids) if u["tag"] == "model"]
+    assert len(plain_updates) == 3
+    for update in plain_updates:
+        assert any(probe in plain_to_arbiter for probe in _update_probes(update))
 
 
 def test_plaintext_aggregation_is_refused_unless_allowed(flow, bound):
