@@ -16,6 +16,7 @@ stop:
 	@if [ -x $(VENV)/bin/fate-lung ]; then $(VENV)/bin/fate-lung stop; else echo "nothing to stop"; fi
 
 test: install
+	bash scripts/install_browser.sh
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 test-unit: install

@@ -136,6 +136,19 @@ def run_job(client, home, dag: dict, conf: dict, *, wait: bool, timeout_s: float
     return 0
 
 
+def cmd_report(args) -> int:
+    from fate_components.ops.jobs import load_json, parse_sites
+    from fate_components.ops.report import collect, write_report
+
+    client, home = _client(args)
+    if home is None:
+        raise LungError("report reads each site's job outputs from a FATE-Flow home: pass --home, not --ip/--port")
+    out = Path(args.out) if args.out else PROJECT_HOME / "results" / args.job_id / "report"
+    page = write_report(collect(client, home, args.job_id, parse_sites(load_json(Path(args.conf)))), out)
+    print(f"report: {page.resolve()}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from fate_components.core.evaluation import evaluate_submission, format_report
 
@@ -205,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="tiny", choices=["tiny", "small", "bench"])
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("report", help="after a job: an HTML page with loss, validation and FROC plots and a per-site "
+                                      "data summary")
+    p.add_argument("job_id")
+    p.add_argument("-c", "--conf", default="conf/lung_conf.json", help="the job's conf (names the sites)")
+    p.add_argument("-o", "--out", help="output folder (default .fate-lung/results/JOB/report)")
+    _add_server_args(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("evaluate", help="FROC/CPM (LUNA16 rules), AUC and bootstrap CI of a submission.csv")
     p.add_argument("submission", help="seriesuid,coordX,coordY,coordZ,probability")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .candidates import read_annotations
 from .errors import CsvFormatError
-from .froc import FP_RATES, Finding, Scored, bootstrap_cpm, evaluate_froc
+from .froc import FP_RATES, Finding, Scored, bootstrap_froc, evaluate_froc
 
 SUBMISSION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
 
@@ -50,11 +50,13 @@ def evaluate_submission(submission: Path, annotations: Path, *, excluded: Path |
     if scans is None:
         scans = sorted({s.seriesuid for s in scored})
     result = evaluate_froc(scored, nodules, excluded=excl, scans=scans)
-    cpm, low, high = bootstrap_cpm(scored, [n for n in nodules if n.seriesuid in set(scans)], excluded=excl,
-                                   scans=scans, n_boot=n_boot, seed=seed)
-    return {"cpm": cpm, "cpm_ci95": [low, high], "auc": result.auc,
+    boot = bootstrap_froc(scored, [n for n in nodules if n.seriesuid in set(scans)], excluded=excl, scans=scans,
+                          n_boot=n_boot, seed=seed)
+    return {"cpm": boot.cpm, "cpm_ci95": [boot.cpm_low, boot.cpm_high], "auc": result.auc,
             "sensitivity_at": {str(k): v for k, v in result.sensitivity_at.items()},
             "froc": {"fps_per_scan": result.fps_per_scan.tolist(), "sensitivity": result.sensitivity.tolist()},
+            "froc_band": {"fps_per_scan": boot.fps_per_scan.tolist(), "sensitivity": boot.sensitivity.tolist(),
+                          "low": boot.sensitivity_low.tolist(), "high": boot.sensitivity_high.tolist()},
             "n_scans": result.n_scans, "n_nodules": result.n_nodules,
             "n_false_positives": result.n_false_positives, "n_ignored": result.n_ignored, "bootstrap": n_boot}
 

@@ -24,7 +24,8 @@ from .errors import ConfigError
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 EXCLUDED_UNKNOWN_DIAMETER_MM = 10.0
 
-__all__ = ["Scored", "Finding", "FrocResult", "evaluate_froc", "bootstrap_cpm", "FP_RATES"]
+__all__ = ["Scored", "Finding", "FrocResult", "BootstrapFroc", "evaluate_froc", "bootstrap_cpm",
+           "bootstrap_froc", "FP_RATES"]
 
 
 @dataclass(frozen=True)
@@ -140,13 +141,39 @@ def bootstrap_cpm(candidates: Sequence[Scored], nodules: Sequence[Finding], *, e
                   scans: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
                   level: float = 0.95) -> tuple[float, float, float]:
     """CPM with a percentile bootstrap interval, resampling scans with replacement (deterministic for a seed)."""
+    result = bootstrap_froc(candidates, nodules, excluded=excluded, scans=scans, n_boot=n_boot, seed=seed,
+                            level=level)
+    return result.cpm, result.cpm_low, result.cpm_high
+
+
+@dataclass
+class BootstrapFroc:
+    cpm: float
+    cpm_low: float
+    cpm_high: float
+    fps_per_scan: np.ndarray          # the band's grid: log-spaced from 1/8 to 8 false positives per scan
+    sensitivity: np.ndarray           # on the grid, from all scans
+    sensitivity_low: np.ndarray
+    sensitivity_high: np.ndarray
+
+
+BAND_GRID = np.geomspace(FP_RATES[0], FP_RATES[-1], 25)   # includes the seven FROC points
+
+
+def bootstrap_froc(candidates: Sequence[Scored], nodules: Sequence[Finding], *, excluded: Sequence[Finding] = (),
+                   scans: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
+                   level: float = 0.95) -> BootstrapFroc:
+    """CPM and FROC curve with percentile bootstrap intervals, resampling scans with replacement.
+
+    Deterministic for a seed. Resamples without any nodule are left out (sensitivity is undefined there).
+    """
     if scans is None:
         scans = sorted({c.seriesuid for c in candidates} | {n.seriesuid for n in nodules})
     scans = list(scans)
-    point = evaluate_froc(candidates, nodules, excluded=excluded, scans=scans).cpm
+    full = evaluate_froc(candidates, nodules, excluded=excluded, scans=scans)
     cands, nods, excl = _by_scan(candidates), _by_scan(nodules), _by_scan(excluded)
     rng = np.random.default_rng(seed)
-    values = []
+    cpms, curves = [], []
     for _ in range(n_boot):
         picked = rng.integers(0, len(scans), len(scans))
         # A scan drawn twice enters twice: rename the copies so their nodules count separately.
@@ -160,7 +187,15 @@ def bootstrap_cpm(candidates: Sequence[Scored], nodules: Sequence[Finding], *, e
             e2 += [Finding(alias, e.world_xyz_mm, e.diameter_mm) for e in excl.get(scan, [])]
         if not n2:
             continue
-        values.append(evaluate_froc(c2, n2, excluded=e2, scans=s2).cpm)
+        sample = evaluate_froc(c2, n2, excluded=e2, scans=s2)
+        cpms.append(sample.cpm)
+        curves.append([_sensitivity_at(sample.fps_per_scan, sample.sensitivity, r) for r in BAND_GRID])
     alpha = (1 - level) / 2
-    low, high = np.quantile(values, [alpha, 1 - alpha]) if values else (float("nan"), float("nan"))
-    return point, float(low), float(high)
+    nan_band = np.full(len(BAND_GRID), np.nan)
+    low, high = np.quantile(cpms, [alpha, 1 - alpha]) if cpms else (float("nan"), float("nan"))
+    band_low, band_high = (np.quantile(np.asarray(curves), [alpha, 1 - alpha], axis=0) if curves
+                           else (nan_band, nan_band))
+    return BootstrapFroc(cpm=full.cpm, cpm_low=float(low), cpm_high=float(high), fps_per_scan=BAND_GRID.copy(),
+                         sensitivity=np.array([_sensitivity_at(full.fps_per_scan, full.sensitivity, r)
+                                               for r in BAND_GRID]),
+                         sensitivity_low=band_low, sensitivity_high=band_high)

@@ -75,6 +75,10 @@ def run(args) -> int:
     print(f"      metrics: {results / 'metrics.json'}  (also: flow output query-metric -j {job_id} -r guest -p "
           f"{sites[0].party_id} -tn trainer)")
     print(f"      summary: {results / 'summary.json'}")
+    from fate_components.ops.report import collect, write_report
+
+    page = write_report(collect(client, home, job_id, sites), results / "report")
+    print(f"      report:  {page}  (again with: fate-lung report {job_id})")
     if args.stop_after:
         flow_server.stop(home)
         print("      FATE-Flow stopped")

@@ -9,6 +9,9 @@ import copy
 import csv
 import json
 import pickle
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +198,53 @@ def test_federated_model_beats_chance(flow, trained, bound):
         ps += [float(r["probability"]) for r in rows]
     auc = binary_auc(np.array(ys), np.array(ps))
     assert auc > 0.65, f"AUC over all candidates {auc:.3f}"
+
+
+# Records, once the page has loaded, how many of its images decoded (a copy of the page gets it; the report has no script).
+_IMAGE_PROBE = """<script>window.addEventListener("load", () => {
+  const images = [...document.images];
+  const decoded = images.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute("data-images", decoded + "/" + images.length);
+});</script>"""
+
+
+def _images_decoded_in_chromium(page: Path, profile: Path) -> str:
+    chromium = shutil.which("chromium")
+    assert chromium, "headless Chromium is needed: bash scripts/install_browser.sh (Debian's chromium)"
+    result = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                             f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
+                             page.as_uri()], capture_output=True, text=True, timeout=180)
+    found = re.search(r'data-images="(\d+/\d+)"', result.stdout)
+    assert found, f"no probe result in Chromium's DOM; stderr: {result.stderr[-2000:]}"
+    return found.group(1)
+
+
+def test_report_page_renders_with_its_plots_in_headless_chromium(flow, trained, bound, tmp_path):
+    from fate_components.cli import main as cli
+
+    conf_path = tmp_path / "conf.json"
+    conf_path.write_text(json.dumps(bound))
+    out = tmp_path / "report"
+    assert cli(["report", trained["job"]["job_id"], "--home", flow.home, "--conf", str(conf_path),
+                "--out", str(out)]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert sorted(data["sites"]) == ["hospital_a", "hospital_b", "hospital_c"]
+    for name, site in data["sites"].items():
+        assert [r for r, _ in site["train_loss"]] == list(range(1, ROUNDS + 1)), name
+        assert site["data"]["scans"] > 0 and 0 < site["data"]["positives"] < site["data"]["candidates"]
+        band = site["evaluation"]["froc_band"]
+        assert len(band["low"]) == len(band["high"]) == len(band["fps_per_scan"])
+    page = (out / "index.html").read_text()
+    assert page.count("<tr><td>hospital_") == 3 and "<script" not in page
+
+    probed = out / "probe.html"
+    probed.write_text(page.replace("</body>", _IMAGE_PROBE + "</body>"))
+    assert _images_decoded_in_chromium(probed, tmp_path / "chrome") == "3/3"
+    # The probe can fail: the same page with one image missing decodes two of three.
+    broken = out / "broken.html"
+    broken.write_text(probed.read_text().replace('src="froc.png"', 'src="missing.png"'))
+    assert _images_decoded_in_chromium(broken, tmp_path / "chrome2") == "2/3"
 
 
 def test_predict_job_loads_the_trained_model(flow, trained, bound):

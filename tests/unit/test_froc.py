@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fate_components.core.froc import Finding, Scored, bootstrap_cpm, evaluate_froc
+from fate_components.core.froc import FP_RATES, Finding, Scored, bootstrap_cpm, bootstrap_froc, evaluate_froc
 
 
 def test_double_hit_on_one_nodule_counts_once_and_is_not_a_false_positive():
@@ -71,3 +71,21 @@ def test_bootstrap_interval_is_deterministic_and_brackets_the_point():
     assert a == b
     point, low, high = a
     assert low <= point <= high and high - low > 0
+
+
+def test_froc_band_is_monotone_brackets_the_curve_and_agrees_with_the_seven_points():
+    rng = np.random.default_rng(3)
+    nodules, cands = [], []
+    for s in range(25):
+        nodules.append(Finding(f"s{s}", (0, 0, 0), 8.0))
+        cands.append(Scored(f"s{s}", (0, 0, 0), float(rng.uniform(0.2, 1.0))))
+        cands += [Scored(f"s{s}", (50 + 10 * k, 0, 0), float(rng.uniform(0, 0.9))) for k in range(12)]
+    band = bootstrap_froc(cands, nodules, n_boot=200, seed=2)
+    assert (np.diff(band.sensitivity_low) >= 0).all() and (np.diff(band.sensitivity_high) >= 0).all()
+    assert (band.sensitivity_low <= band.sensitivity_high).all()
+    assert (band.sensitivity_high - band.sensitivity_low).max() > 0
+    point = evaluate_froc(cands, nodules)
+    on_grid = dict(zip(np.round(band.fps_per_scan, 9), band.sensitivity))
+    assert [on_grid[round(r, 9)] for r in FP_RATES] == [point.sensitivity_at[r] for r in FP_RATES]
+    assert band.cpm == pytest.approx(point.cpm)
+    assert (band.cpm, band.cpm_low, band.cpm_high) == bootstrap_cpm(cands, nodules, n_boot=200, seed=2)

@@ -98,12 +98,39 @@ def test_augmentation_keeps_shape_and_content_and_varies():
     g = torch.Generator().manual_seed(0)
     from fate_components.core.training import augment_3d
     # Execute
-    outs = [augment_3d(x, g) for _ in range(20)]
-    # Assert: same shape and the same multiset of voxel values, not always the identity
+    outs = [augment_3d(x, g, max_shift=0, jitter=0) for _ in range(20)]
+    # Assert: flips and rotations alone keep shape and the multiset of voxel values, not always the identity
     for out in outs:
         assert out.shape == x.shape
         assert torch.equal(out.flatten(1).sort().values, x.flatten(1).sort().values)
     assert any(not torch.equal(out, x) for out in outs)
+
+
+def test_shift_moves_content_and_fills_with_air():
+    from fate_components.core.training import shift_3d
+
+    x = torch.rand(1, 1, 6, 6, 6) + 0.5
+    out = shift_3d(x, [2, -1, 0])
+    assert torch.equal(out[:, :, 2:, :5, :], x[:, :, :4, 1:, :])
+    assert (out[:, :, :2] == 0).all() and (out[:, :, :, 5:] == 0).all()
+    assert torch.equal(shift_3d(x, [0, 0, 0]), x)
+
+
+def test_full_augmentation_shifts_at_most_two_voxels_and_jitters_mildly():
+    from fate_components.core.training import augment_3d
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.zeros(4, 1, 16, 16, 16)
+    x[:, :, 8, 8, 8] = 0.5          # a point "nodule" in the centre
+    for _ in range(30):
+        out = augment_3d(x, g)
+        for patch in out:
+            peak = (patch[0] == patch[0].max()).nonzero()[0]
+            # flips/rotations map the centre voxel (8) to 7 or 8; shifts add at most 2
+            assert ((peak >= 5) & (peak <= 10)).all()
+            assert 0.5 * 0.95 - 0.025 - 1e-6 <= float(patch.max()) <= 0.5 * 1.05 + 0.025 + 1e-6
+            background = patch[0][patch[0] != patch[0].max()]
+            assert background.abs().max() <= 0.025 + 1e-6   # air stays air, give or take the offset
 
 
 def test_cosine_schedule_anneals_from_lr_to_min():

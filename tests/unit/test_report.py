@@ -1,0 +1,47 @@
+"""The HTML report from plain data: files, table rows, no half-written folder on failure."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fate_components.ops.report import PLOTS, write_report
+
+
+def _data(evaluated: bool = True) -> dict:
+    band = {"fps_per_scan": [0.125, 1.0, 8.0], "sensitivity": [0.2, 0.6, 0.9], "low": [0.1, 0.4, 0.8],
+            "high": [0.3, 0.7, None]}
+    site = {"role": "guest", "party_id": "9999", "train_loss": [[1, 0.6], [2, 0.4]], "val_auc": [[1, 0.7], [2, -1.0]],
+            "global_val_loss": [[1, 0.5], [2, 0.45]],
+            "data": {"scans": 4, "candidates": 90, "positives": 9, "median_spacing_mm": [0.7, 0.7, 1.25],
+                     "slice_spacing_range_mm": [1.0, 2.5], "skipped_scans": 0, "skipped_candidates": 0},
+            "evaluation": {"cpm": 0.61, "cpm_ci95": [0.4, None], "auc": 0.9, "froc_band": band,
+                           "froc": {"fps_per_scan": [0, 1], "sensitivity": [0, 0.6]}} if evaluated else None}
+    return {"job_id": "202611260000000000000", "sites": {"hospital_a": site, "hospital_<b>": dict(site)}}
+
+
+def test_report_writes_page_plots_and_data(tmp_path):
+    page = write_report(_data(), tmp_path / "report")
+    for name in (*PLOTS, "report.json", "index.html"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    png = (tmp_path / "report" / "loss.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    text = page.read_text()
+    assert text.count("<tr><td>hospital_") == 2 and "hospital_&lt;b&gt;" in text   # names are escaped
+    assert "0.610 (0.400-n/a)" in text and "0.70 x 0.70 x 1.25" in text
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["job_id"] == "202611260000000000000"
+
+
+def test_report_without_evaluation_says_so(tmp_path):
+    page = write_report(_data(evaluated=False), tmp_path / "report")
+    assert page.read_text().count("not evaluated") == 2
+
+
+def test_failed_report_leaves_the_previous_one_and_no_partial_folder(tmp_path):
+    write_report(_data(), tmp_path / "report")
+    broken = _data()
+    broken["sites"]["hospital_a"]["train_loss"] = "not a series"
+    with pytest.raises(Exception):
+        write_report(broken, tmp_path / "report")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+    assert (tmp_path / "report" / "index.html").exists()
