@@ -228,13 +228,18 @@ def _cut_patches(site_root: Path, out: Path, selected: list[Candidate], index: d
             progress(done, len(by_scan))
 
     staging.flush()
-    final = np.lib.format.open_memmap(out / "patches.npy", mode="w+", dtype=np.float16, shape=(n,) + shape[1:])
-    for start in range(0, n, 256):
-        stop = min(start + 256, n)
-        final[start:stop] = staging[start:stop]
-    final.flush()
-    del final, staging
-    (out / "patches.staging.npy").unlink()
+    del staging
+    if n == shape[0]:
+        os.replace(out / "patches.staging.npy", out / "patches.npy")   # nothing skipped: no copy needed
+    else:
+        staging = np.load(out / "patches.staging.npy", mmap_mode="r")
+        final = np.lib.format.open_memmap(out / "patches.npy", mode="w+", dtype=np.float16, shape=(n,) + shape[1:])
+        for start in range(0, n, 256):
+            stop = min(start + 256, n)
+            final[start:stop] = staging[start:stop]
+        final.flush()
+        del final, staging
+        (out / "patches.staging.npy").unlink()
     return n, records, scans
 
 

@@ -90,10 +90,6 @@ def extract_patch(volume: Volume, center_world_mm, spec: PatchSpec, *, row: int 
     # index step per world axis times the offsets; no 32^3 x 3 matrix product needed.
     centre_index = volume.world_to_voxel(center)                          # (i, j, k)
     step_x, step_y, step_z = volume.world_to_voxel(center + np.eye(3)) - centre_index
-    index = (centre_index[:, None, None, None]
-             + step_z[:, None, None, None] * offsets[None, :, None, None]
-             + step_y[:, None, None, None] * offsets[None, None, :, None]
-             + step_x[:, None, None, None] * offsets[None, None, None, :])   # (3=ijk, D=z, H=y, W=x)
     axes = _world_axis_of_index_axes(volume.direction)
     if axes is not None:
         # Every index axis runs along one world axis (any scan without gantry tilt): trilinear
@@ -105,6 +101,10 @@ def extract_patch(volume: Volume, center_world_mm, spec: PatchSpec, *, row: int 
         # Output axes are world (z, y, x) = world axes (2, 1, 0).
         sampled = np.transpose(sampled, [world_of_array_axis.index(w) for w in (2, 1, 0)])
         return normalise_hu(sampled, spec)
+    index = (centre_index[:, None, None, None]
+             + step_z[:, None, None, None] * offsets[None, :, None, None]
+             + step_y[:, None, None, None] * offsets[None, None, :, None]
+             + step_x[:, None, None, None] * offsets[None, None, None, :])   # (3=ijk, D=z, H=y, W=x)
     coords = index[::-1]   # map_coordinates wants array axis order (k, j, i)
     sampled = map_coordinates(volume.array_hu, coords, order=1, mode="constant", cval=AIR_HU,
                               output=np.float32, prefilter=False)
@@ -134,7 +134,7 @@ def _separable_linear(array: np.ndarray, positions_ijk: list[np.ndarray]) -> np.
         passes.append((lo_idx - start, frac))
     shape = array.shape
     inner = tuple(slice(max(a, 0), min(b, n)) for (a, b), n in zip(block_slices, shape))
-    block = np.asarray(array[inner], dtype=np.float32)
+    block = np.array(array[inner], dtype=np.float32)   # a contiguous copy: gathers from a strided view are 4x slower
     pad = [(max(0, -a), max(0, b - n)) for (a, b), n in zip(block_slices, shape)]
     if any(p for pair in pad for p in pair):
         block = np.pad(block, pad, mode="constant", constant_values=AIR_HU)

@@ -1,6 +1,7 @@
 """Finding the scans of a site (``site_root/scans/``) by seriesuid, and reading one."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -87,6 +88,5 @@ def read_scan(site_root: Path, seriesuid: str, index: dict[str, Path] | None = N
         raise ScanReadError(f"{display_path(location, site_root)}: scan disappeared since the site was indexed")
     if volume.series_uid != seriesuid:
         # Keep the uid the candidates use, so later messages match candidates.csv.
-        volume = Volume(volume.array_hu, volume.spacing_mm, volume.origin_mm, volume.direction,
-                        source=volume.source, series_uid=seriesuid)
+        volume = dataclasses.replace(volume, series_uid=seriesuid)
     return volume

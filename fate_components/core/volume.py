@@ -28,7 +28,7 @@ class Volume:
     patch-dataset builder skips unreadable scans by catching ScanReadError.
     """
 
-    array_hu: np.ndarray                     # float32 [z, y, x], Hounsfield units
+    array_hu: np.ndarray                     # [z, y, x] Hounsfield units: int16 as stored, else float32
     spacing_mm: tuple[float, float, float]   # (x, y, z) voxel spacing
     origin_mm: tuple[float, float, float]    # world (x, y, z) of the centre of voxel (0, 0, 0)
     direction: np.ndarray                    # 3x3, columns = world directions of index axes i, j, k
@@ -42,7 +42,9 @@ class Volume:
         array = np.asarray(self.array_hu)
         if array.ndim != 3:
             raise ScanReadError(f"{where}a CT volume must be a 3-D array, not {array.ndim}-D {array.shape}")
-        if array.dtype != np.float32:
+        # int16 HU (LUNA16's MetaImages) stay int16: a float32 copy of a 512x512x300 scan costs 300 MB
+        # and more time than reading it; patches convert only the small block they sample.
+        if array.dtype not in (np.float32, np.int16):
             array = array.astype(np.float32)
         direction = np.asarray(self.direction, dtype=np.float64)
         if direction.shape != (3, 3):
@@ -108,7 +110,7 @@ class Volume:
 
 
 def volume_from_sitk(image, source: str = "", series_uid: str = "") -> Volume:
-    """Wrap a 3-D SimpleITK image (any pixel type) as a float32 HU Volume."""
+    """Wrap a 3-D SimpleITK image (any pixel type) as a HU Volume (int16 kept, anything else float32)."""
     import SimpleITK as sitk
 
     if image.GetDimension() != 3:
@@ -116,10 +118,19 @@ def volume_from_sitk(image, source: str = "", series_uid: str = "") -> Volume:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ScanReadError(f"{_where(source, series_uid)}expected one value per voxel (grey-level CT), found "
                             f"{image.GetNumberOfComponentsPerPixel()}")
-    array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    # A view of the image's own buffer, no copy of a 150 MB scan; the array's base keeps the image alive.
+    array = np.asarray(_ArrayOwner(sitk.GetArrayViewFromImage(image), image))
     return Volume(array_hu=array, spacing_mm=tuple(image.GetSpacing()), origin_mm=tuple(image.GetOrigin()),
                   direction=np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3),
                   source=source, series_uid=series_uid)
+
+
+class _ArrayOwner:
+    """Exposes a view's memory to numpy while holding the object that owns it (numpy keeps this as `.base`)."""
+
+    def __init__(self, view: np.ndarray, owner: object) -> None:
+        self.__array_interface__ = view.__array_interface__
+        self._owner = owner
 
 
 def volume_to_sitk(volume: Volume, pixel_type: str = "float32"):

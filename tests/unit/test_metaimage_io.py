@@ -67,3 +67,15 @@ def test_garbage_header_and_absent_file_are_scan_read_errors(tmp_path):
         read_metaimage(tmp_path / "bad.mhd")
     with pytest.raises(ScanReadError, match=r"nothere\.mhd: file not found"):
         read_metaimage(tmp_path / "nothere.mhd")
+
+
+def test_voxels_outlive_the_volume_and_the_image_they_came_from(tmp_path):
+    import gc
+
+    volume = Volume(array_hu=np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 1000, spacing_mm=(1, 1, 1),
+                    origin_mm=(0, 0, 0), direction=np.eye(3))
+    path = write_metaimage(volume, tmp_path / "b.mhd")
+    array = read_metaimage(path).array_hu   # no copy of the image's buffer: the array must keep it alive
+    gc.collect()
+    [np.zeros(10_000) for _ in range(100)]  # reuse freed memory, if any was freed
+    np.testing.assert_array_equal(array, np.arange(24).reshape(2, 3, 4) - 1000)

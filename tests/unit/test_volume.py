@@ -63,7 +63,7 @@ def test_volume_from_sitk_keeps_geometry_and_array_order():
 
     # Assert
     assert volume.shape_xyz == (5, 4, 3)
-    assert volume.array_hu.shape == (3, 4, 5) and volume.array_hu.dtype == np.float32
+    assert volume.array_hu.shape == (3, 4, 5) and volume.array_hu.dtype in (np.float32, np.int16)
     assert volume.array_hu[2, 1, 4] == 77
     assert volume.spacing_mm == pytest.approx((0.7, 1.3, 2.5))
     np.testing.assert_array_equal(volume.direction, np.diag([1.0, 1.0, -1.0]))
@@ -108,7 +108,9 @@ def test_invalid_geometry_is_rejected_with_a_clear_message(kwargs, message):
     assert str(info.value).startswith("scans/case_001/: ")
 
 
-def test_volume_converts_array_to_float32():
+def test_volume_keeps_int16_and_converts_other_arrays_to_float32():
+    assert Volume(np.ones((2, 2, 2), np.uint16), (1, 1, 1), (0, 0, 0), np.eye(3)).array_hu.dtype == np.float32
+    assert Volume(np.ones((2, 2, 2), np.float64), (1, 1, 1), (0, 0, 0), np.eye(3)).array_hu.dtype == np.float32
     volume = Volume(np.ones((2, 2, 2), np.int16), (1, 1, 1), (0, 0, 0), np.eye(3))
-    assert volume.array_hu.dtype == np.float32
+    assert volume.array_hu.dtype == np.int16
     assert volume.spacing_mm == (1.0, 1.0, 1.0)
