@@ -51,7 +51,12 @@ def train(
     strict_check: cpn.parameter(type=bool, default=True,
                                 desc="also require the same torch version at every site (architecture always checked)"),
     use_3d_aug: cpn.parameter(type=bool, default=True,
-                              desc="random flips and 90-degree rotations of training patches (never at prediction)"),
+                              desc="random flips, 90-degree rotations and intensity jitter of training patches, "
+                                   "shifts if aug_shift_voxels > 0 (never at prediction)"),
+    aug_shift_voxels: cpn.parameter(type=params.conint(ge=0, le=4), default=0,
+                                    desc="random shifts of up to this many voxels per axis (1.5 mm each; 0 = off)"),
+    aug_intensity_jitter: cpn.parameter(type=params.confloat(ge=0, le=0.5), default=0.05,
+                                        desc="random gain 1 +- this and offset +- half of it per patch (0 = off)"),
     seed: cpn.parameter(type=int, default=0, desc="seed of the initial weights and batch order"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1,
                            desc="torch threads per party (one process runs per party)"),
@@ -64,7 +69,8 @@ def train(
     config = TrainConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer, seed=seed,
                          use_3d_aug=use_3d_aug, lr_schedule=lr_schedule, min_learning_rate=min_learning_rate,
-                         fedprox_mu=fedprox_mu, patience=patience)
+                         fedprox_mu=fedprox_mu, patience=patience, aug_shift_voxels=aug_shift_voxels,
+                         aug_intensity_jitter=aug_intensity_jitter)
     agg_options = {"paillier": paillier, "allow_plaintext": allow_plaintext, "strict_check": strict_check}
     if role.is_arbiter:
         _trainer.train_arbiter(ctx, config, aggregation, agg_options, output_model)

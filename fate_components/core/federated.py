@@ -78,7 +78,8 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
             group["lr"] = lr
         local = train_local(model, optimizer, data.train_x, data.train_y, epochs=config.local_epochs,
                             batch_size=config.batch_size, generator=generator, augment=config.use_3d_aug,
-                            fedprox_mu=config.fedprox_mu)
+                            fedprox_mu=config.fedprox_mu, aug_shift_voxels=config.aug_shift_voxels,
+                            aug_intensity_jitter=config.aug_intensity_jitter)
         t0 = time.perf_counter()
         set_parameters(model, aggregator.weighted_mean(handle, "model", get_parameters(model), float(n_train)))
         val = evaluate(model, data.val_x, data.val_y)
