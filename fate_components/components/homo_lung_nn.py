@@ -51,11 +51,12 @@ def train(
     strict_check: cpn.parameter(type=bool, default=True,
                                 desc="also require the same torch version at every site (architecture always checked)"),
     use_3d_aug: cpn.parameter(type=bool, default=True,
-                              desc="random flips, 90-degree rotations and intensity jitter of training patches, "
-                                   "shifts if aug_shift_voxels > 0 (never at prediction)"),
+                              desc="random flips and 90-degree rotations of training patches, plus shifts and "
+                                   "intensity jitter if aug_shift_voxels / aug_intensity_jitter > 0 (never at "
+                                   "prediction)"),
     aug_shift_voxels: cpn.parameter(type=params.conint(ge=0, le=4), default=0,
                                     desc="random shifts of up to this many voxels per axis (1.5 mm each; 0 = off)"),
-    aug_intensity_jitter: cpn.parameter(type=params.confloat(ge=0, le=0.5), default=0.05,
+    aug_intensity_jitter: cpn.parameter(type=params.confloat(ge=0, le=0.5), default=0.0,
                                         desc="random gain 1 +- this and offset +- half of it per patch (0 = off)"),
     seed: cpn.parameter(type=int, default=0, desc="seed of the initial weights and batch order"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1,

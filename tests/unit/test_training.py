@@ -123,7 +123,7 @@ def test_full_augmentation_shifts_at_most_two_voxels_and_jitters_mildly():
     x = torch.zeros(4, 1, 16, 16, 16)
     x[:, :, 8, 8, 8] = 0.5          # a point "nodule" in the centre
     for _ in range(30):
-        out = augment_3d(x, g, max_shift=2)
+        out = augment_3d(x, g, max_shift=2, jitter=0.05)
         for patch in out:
             peak = (patch[0] == patch[0].max()).nonzero()[0]
             # flips/rotations map the centre voxel (8) to 7 or 8; shifts add at most 2
