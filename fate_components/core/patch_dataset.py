@@ -180,8 +180,13 @@ def _cut_patches(site_root: Path, out: Path, selected: list[Candidate], index: d
     for c in selected:
         by_scan[c.seriesuid].append(c)
     shape = (len(selected), 1) + (spec.size_voxels,) * 3
-    # A memory-mapped .npy grows on disk, not in RAM: predict mode on a full site is large.
-    staging = np.lib.format.open_memmap(out / "patches.staging.npy", mode="w+", dtype=np.float16, shape=shape)
+    # The .npy grows on disk, not in RAM (predict mode on a full site is large): each scan's
+    # patches are written with one file write, cheaper than filling a memory map page by page.
+    staging_path = out / "patches.staging.npy"
+    staging = np.lib.format.open_memmap(staging_path, mode="w+", dtype=np.float16, shape=shape)
+    data_offset, patch_bytes = staging.offset, int(np.prod(shape[1:])) * 2
+    del staging
+    staging_file = open(staging_path, "r+b")
     records, scans, n = [], [], 0
 
     def skip_candidates(cs: list[Candidate], reason: str, message: str) -> None:
@@ -189,46 +194,50 @@ def _cut_patches(site_root: Path, out: Path, selected: list[Candidate], index: d
             report.candidates_skipped.append({"seriesuid": c.seriesuid, "row": c.row, "reason": reason,
                                               "message": message})
 
-    for done, (uid, cs) in enumerate(sorted(by_scan.items()), start=1):
-        try:
-            volume = read_scan(site_root, uid, index)
-        except (MissingScanError, ScanReadError) as exc:
-            if on_bad_scan == "raise":
-                raise
-            reason = "missing scan" if isinstance(exc, MissingScanError) else "unreadable scan"
-            location = index.get(uid)
-            entry = {"seriesuid": uid, "reason": reason, "message": str(exc)}
-            if location is not None:
-                entry["path"] = display_path(location, site_root)
-            report.scans_skipped.append(entry)
-            skip_candidates(cs, reason, str(exc))
-            logger.warning("skipping %s: %s", uid, exc)
-        else:
-            report.scans_read += 1
-            report.spacings_mm.append(tuple(round(s, 6) for s in volume.spacing_mm))
-            scans.append({"seriesuid": uid, "source": volume.source, "spacing_mm": list(volume.spacing_mm),
-                          "shape_xyz": list(volume.shape_xyz)})
-            for c in cs:
-                try:
-                    patch = extract_patch(volume, c.world_xyz_mm, spec, row=c.row)
-                except CoordinateOutOfVolumeError as exc:
-                    if on_bad_scan == "raise":
-                        raise
-                    skip_candidates([c], "outside scan", str(exc))
-                    continue
-                staging[n, 0] = patch
-                records.append(c)
-                n += 1
-                if c.label == 1:
-                    report.positives += 1
-                else:
-                    report.negatives_kept += 1
-            del volume   # one scan in memory at a time
-        if progress is not None:
-            progress(done, len(by_scan))
-
-    staging.flush()
-    del staging
+    try:
+        for done, (uid, cs) in enumerate(sorted(by_scan.items()), start=1):
+            try:
+                volume = read_scan(site_root, uid, index)
+            except (MissingScanError, ScanReadError) as exc:
+                if on_bad_scan == "raise":
+                    raise
+                reason = "missing scan" if isinstance(exc, MissingScanError) else "unreadable scan"
+                location = index.get(uid)
+                entry = {"seriesuid": uid, "reason": reason, "message": str(exc)}
+                if location is not None:
+                    entry["path"] = display_path(location, site_root)
+                report.scans_skipped.append(entry)
+                skip_candidates(cs, reason, str(exc))
+                logger.warning("skipping %s: %s", uid, exc)
+            else:
+                report.scans_read += 1
+                report.spacings_mm.append(tuple(round(s, 6) for s in volume.spacing_mm))
+                scans.append({"seriesuid": uid, "source": volume.source, "spacing_mm": list(volume.spacing_mm),
+                              "shape_xyz": list(volume.shape_xyz)})
+                buffer = np.empty((len(cs),) + shape[1:], dtype=np.float16)
+                kept = 0
+                for c in cs:
+                    try:
+                        buffer[kept, 0] = extract_patch(volume, c.world_xyz_mm, spec, row=c.row)
+                    except CoordinateOutOfVolumeError as exc:
+                        if on_bad_scan == "raise":
+                            raise
+                        skip_candidates([c], "outside scan", str(exc))
+                        continue
+                    kept += 1
+                    records.append(c)
+                    if c.label == 1:
+                        report.positives += 1
+                    else:
+                        report.negatives_kept += 1
+                staging_file.seek(data_offset + n * patch_bytes)
+                staging_file.write(memoryview(buffer[:kept]).cast("B"))
+                n += kept
+                del volume, buffer   # one scan in memory at a time
+            if progress is not None:
+                progress(done, len(by_scan))
+    finally:
+        staging_file.close()
     if n == shape[0]:
         os.replace(out / "patches.staging.npy", out / "patches.npy")   # nothing skipped: no copy needed
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import numba
 import numpy as np
 from scipy.ndimage import map_coordinates
 
@@ -125,24 +126,61 @@ def _separable_linear(array: np.ndarray, positions_ijk: list[np.ndarray]) -> np.
 
     Outside the array reads as air, like map_coordinates' constant mode with grid semantics.
     """
-    block_slices, passes = [], []
-    for axis, pos in zip((0, 1, 2), (positions_ijk[2], positions_ijk[1], positions_ijk[0])):
-        lo_idx = np.floor(pos).astype(np.int64)
-        frac = (pos - lo_idx).astype(np.float32)
-        start, stop = int(lo_idx.min()), int(lo_idx.max()) + 2
-        block_slices.append((start, stop))
-        passes.append((lo_idx - start, frac))
-    shape = array.shape
-    inner = tuple(slice(max(a, 0), min(b, n)) for (a, b), n in zip(block_slices, shape))
-    block = np.array(array[inner], dtype=np.float32)   # a contiguous copy: gathers from a strided view are 4x slower
-    pad = [(max(0, -a), max(0, b - n)) for (a, b), n in zip(block_slices, shape)]
-    if any(p for pair in pad for p in pair):
-        block = np.pad(block, pad, mode="constant", constant_values=AIR_HU)
-    for axis, (idx, frac) in enumerate(passes):
-        lower = np.take(block, idx, axis=axis)
-        upper = np.take(block, idx + 1, axis=axis)
-        shape_w = [1, 1, 1]
-        shape_w[axis] = -1
-        w = frac.reshape(shape_w)
-        block = lower + (upper - lower) * w
-    return block
+    out = np.empty((len(positions_ijk[2]), len(positions_ijk[1]), len(positions_ijk[0])), dtype=np.float32)
+    _trilinear_grid(array, *(np.ascontiguousarray(p, dtype=np.float64) for p in positions_ijk[::-1]),
+                    np.float32(AIR_HU), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _trilinear_grid(array, pk, pj, pi, air, out):  # pragma: no cover - compiled
+    # Compiled and separable: numpy's per-axis gathers cost ~0.5 ms per patch in temporaries.
+    # Pass 1 interpolates along i on every row of the block under the patch (contiguous reads
+    # straight from the int16 or float32 scan), pass 2 along j, pass 3 along k.
+    nk, nj, ni = array.shape
+    k0, fk = _floor_frac(pk)
+    j0, fj = _floor_frac(pj)
+    i0, fi = _floor_frac(pi)
+    kmin, jmin = k0.min(), j0.min()
+    nbk, nbj = k0.max() + 2 - kmin, j0.max() + 2 - jmin
+    inside_i = i0.min() >= 0 and i0.max() + 1 < ni
+    rows = np.empty((nbk, nbj, pi.shape[0]), dtype=np.float32)
+    for kk in range(nbk):
+        k = kmin + kk
+        for jj in range(nbj):
+            j = jmin + jj
+            if k < 0 or k >= nk or j < 0 or j >= nj:
+                rows[kk, jj, :] = air
+            elif inside_i:
+                for c in range(pi.shape[0]):
+                    lo = np.float32(array[k, j, i0[c]])
+                    rows[kk, jj, c] = lo + fi[c] * (np.float32(array[k, j, i0[c] + 1]) - lo)
+            else:
+                for c in range(pi.shape[0]):
+                    rows[kk, jj, c] = ((1.0 - fi[c]) * _at(array, k, j, i0[c], air)
+                                       + fi[c] * _at(array, k, j, i0[c] + 1, air))
+    plane = np.empty((nbk, pj.shape[0], pi.shape[0]), dtype=np.float32)
+    for kk in range(nbk):
+        for b in range(pj.shape[0]):
+            jj = j0[b] - jmin
+            for c in range(pi.shape[0]):
+                plane[kk, b, c] = rows[kk, jj, c] + fj[b] * (rows[kk, jj + 1, c] - rows[kk, jj, c])
+    for a in range(pk.shape[0]):
+        kk = k0[a] - kmin
+        for b in range(pj.shape[0]):
+            for c in range(pi.shape[0]):
+                out[a, b, c] = plane[kk, b, c] + fk[a] * (plane[kk + 1, b, c] - plane[kk, b, c])
+
+
+@numba.njit(cache=True, nogil=True)
+def _floor_frac(p):  # pragma: no cover - compiled
+    lo = np.floor(p)
+    return lo.astype(np.int64), (p - lo).astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _at(array, k, j, i, air):  # pragma: no cover - compiled
+    nk, nj, ni = array.shape
+    if 0 <= k < nk and 0 <= j < nj and 0 <= i < ni:
+        return float(array[k, j, i])
+    return float(air)
