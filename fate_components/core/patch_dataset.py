@@ -24,7 +24,7 @@ import numpy as np
 from .candidates import Candidate, read_annotations, read_candidates
 from .errors import (ConfigError, CoordinateOutOfVolumeError, LungError, MissingScanError, ScanReadError,
                      display_path)
-from .patches import PatchSpec, extract_patch
+from .patches import PatchSpec, extract_patch, extract_patches
 from .scans import index_scans, read_scan
 
 __all__ = ["ReadReport", "PatchRecord", "PatchDataset", "build_patch_dataset", "patient_split",
@@ -214,26 +214,23 @@ def _cut_patches(site_root: Path, out: Path, selected: list[Candidate], index: d
                 report.spacings_mm.append(tuple(round(s, 6) for s in volume.spacing_mm))
                 scans.append({"seriesuid": uid, "source": volume.source, "spacing_mm": list(volume.spacing_mm),
                               "shape_xyz": list(volume.shape_xyz)})
-                buffer = np.empty((len(cs),) + shape[1:], dtype=np.float16)
-                kept = 0
-                for c in cs:
+                inside = np.atleast_1d(volume.contains_world(np.array([c.world_xyz_mm for c in cs])))
+                for c in (c for c, ok in zip(cs, inside) if not ok):
                     try:
-                        buffer[kept, 0] = extract_patch(volume, c.world_xyz_mm, spec, row=c.row)
+                        extract_patch(volume, c.world_xyz_mm, spec, row=c.row)   # raises with the full message
                     except CoordinateOutOfVolumeError as exc:
                         if on_bad_scan == "raise":
                             raise
                         skip_candidates([c], "outside scan", str(exc))
-                        continue
-                    kept += 1
-                    records.append(c)
-                    if c.label == 1:
-                        report.positives += 1
-                    else:
-                        report.negatives_kept += 1
+                kept = [c for c, ok in zip(cs, inside) if ok]
+                patches = extract_patches(volume, [c.world_xyz_mm for c in kept], spec)
                 staging_file.seek(data_offset + n * patch_bytes)
-                staging_file.write(memoryview(buffer[:kept]).cast("B"))
-                n += kept
-                del volume, buffer   # one scan in memory at a time
+                staging_file.write(memoryview(np.ascontiguousarray(patches)).cast("B"))
+                n += len(kept)
+                records += kept
+                report.positives += sum(c.label == 1 for c in kept)
+                report.negatives_kept += sum(c.label != 1 for c in kept)
+                del volume, patches   # one scan in memory at a time
             if progress is not None:
                 progress(done, len(by_scan))
     finally:

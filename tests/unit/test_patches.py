@@ -139,3 +139,21 @@ def test_separable_fast_path_equals_general_resampling_inside_the_scan(direction
     # Assert
     for a, b in zip(fast, general):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), np.diag([1.0, -1.0, -1.0]),
+                                       np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])])
+def test_patches_of_a_scan_in_one_call_equal_one_by_one(direction):
+    from fate_components.core.patches import extract_patches
+
+    rng = np.random.default_rng(5)
+    volume = Volume(array_hu=rng.normal(-500, 300, (40, 50, 60)).astype(np.int16), spacing_mm=(0.8, 0.9, 1.7),
+                    origin_mm=(-20.0, 10.0, -30.0), direction=direction)
+    lo, hi = volume.world_bounds_mm()
+    centers = rng.uniform(lo, hi, (25, 3))
+    centers = centers[np.atleast_1d(volume.contains_world(centers))]
+    spec = PatchSpec(size_mm=32.0, size_voxels=16)
+    batch = extract_patches(volume, centers, spec)
+    one_by_one = np.stack([extract_patch(volume, c, spec) for c in centers]).astype(np.float16)
+    assert batch.shape == one_by_one.shape == (len(centers), 16, 16, 16) and len(centers) > 5
+    np.testing.assert_array_equal(batch, one_by_one)
