@@ -131,26 +131,66 @@ def extract_patches(volume: Volume, centers_world_mm, spec: PatchSpec) -> np.nda
     steps = volume.world_to_voxel(np.eye(3)) - volume.world_to_voxel(np.zeros(3))   # row w: index step per world mm
     # Index axis a runs along world axis axes[a]: its positions move with that axis's offsets only.
     positions = [centre_index[:, a, None] + steps[axes[a], a] * offsets[None, :] for a in range(3)]
-    out = np.empty((len(centers), size, size, size), dtype=np.float32)
+    out = np.empty((len(centers), size, size, size), dtype=np.uint16)   # float16 bit patterns
     _sample_normalised(volume.array_hu, np.ascontiguousarray(positions[2]), np.ascontiguousarray(positions[1]),
                        np.ascontiguousarray(positions[0]), np.float32(AIR_HU), np.float32(spec.hu_min),
                        np.float32(spec.hu_max), out)
     world_of_array_axis = [axes[2], axes[1], axes[0]]
     order = [world_of_array_axis.index(w) for w in (2, 1, 0)]
-    return np.transpose(out, [0] + [o + 1 for o in order]).astype(np.float16)
+    return np.transpose(out.view(np.float16), [0] + [o + 1 for o in order])
 
 
 @numba.njit(cache=True, nogil=True)
 def _sample_normalised(array, pk, pj, pi, air, hu_min, hu_max, out):  # pragma: no cover - compiled
+    # Samples, normalises as normalise_hu does (bit for bit) and stores float16 bit patterns
+    # (numba has no float16; numpy's own conversion cost as much as the sampling).
     width = hu_max - hu_min
+    patch = np.empty(out.shape[1:], dtype=np.float32)
+    flat = patch.reshape(-1)
+    bits = flat.view(np.uint32)
     for n in range(pk.shape[0]):
-        _trilinear_grid(array, pk[n], pj[n], pi[n], air, out[n])
-        patch = out[n]
-        for a in range(patch.shape[0]):
-            for b in range(patch.shape[1]):
-                for c in range(patch.shape[2]):
-                    v = min(max(patch[a, b, c], hu_min), hu_max)
-                    patch[a, b, c] = (v - hu_min) / width   # as normalise_hu, bit for bit
+        _trilinear_grid(array, pk[n], pj[n], pi[n], air, patch)
+        target = out[n].reshape(-1)
+        for idx in range(flat.shape[0]):
+            flat[idx] = (min(max(flat[idx], hu_min), hu_max) - hu_min) / width
+            target[idx] = _half_bits(np.int64(bits[idx]))
+
+
+@numba.njit(cache=True, nogil=True)
+def float32_bits_to_half(bits):  # pragma: no cover - compiled
+    """float16 bit patterns of float32 bit patterns (uint32 array), rounding to nearest even like numpy."""
+    out = np.empty(bits.shape[0], dtype=np.uint16)
+    for idx in range(bits.shape[0]):
+        out[idx] = _half_bits(np.int64(bits[idx]))
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _half_bits(x):  # pragma: no cover - compiled
+    sign = (x >> 16) & 0x8000
+    exp = (x >> 23) & 0xFF
+    mant = x & 0x7FFFFF
+    if exp == 0xFF:                      # inf, nan
+        return sign | 0x7C00 | (0x200 if mant else 0)
+    e = exp - 112                        # rebias 127 -> 15
+    if e >= 31:                          # overflow
+        return sign | 0x7C00
+    if e <= 0:                           # half subnormal (or zero)
+        if e < -10:
+            return sign
+        m = mant | 0x800000
+        shift = 14 - e
+        h = m >> shift
+        rem = m & ((1 << shift) - 1)
+        halfway = 1 << (shift - 1)
+        if rem > halfway or (rem == halfway and (h & 1)):
+            h += 1
+        return sign | h
+    h = (e << 10) | (mant >> 13)
+    rem = mant & 0x1FFF
+    if rem > 0x1000 or (rem == 0x1000 and (h & 1)):
+        h += 1                           # a carry into the exponent is still right
+    return sign | h
 
 
 def _world_axis_of_index_axes(direction: np.ndarray) -> tuple[int, int, int] | None:

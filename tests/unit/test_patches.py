@@ -157,3 +157,15 @@ def test_patches_of_a_scan_in_one_call_equal_one_by_one(direction):
     one_by_one = np.stack([extract_patch(volume, c, spec) for c in centers]).astype(np.float16)
     assert batch.shape == one_by_one.shape == (len(centers), 16, 16, 16) and len(centers) > 5
     np.testing.assert_array_equal(batch, one_by_one)
+
+
+def test_float16_rounding_of_the_compiled_sampler_matches_numpy():
+    from fate_components.core.patches import float32_bits_to_half
+
+    rng = np.random.default_rng(9)
+    values = np.concatenate([
+        rng.uniform(0, 1, 20000), rng.uniform(-70000, 70000, 2000), 10.0 ** rng.uniform(-9, -3, 5000),
+        [0.0, -0.0, 1.0, 65504.0, 65520.0, 1e6, np.inf, -np.inf, 2.0 ** -24, 2.0 ** -25, 3 * 2.0 ** -26,
+         1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11, 2.0 ** -14 * (1 - 2.0 ** -11)]]).astype(np.float32)
+    ours = float32_bits_to_half(values.view(np.uint32)).view(np.float16)
+    np.testing.assert_array_equal(ours.view(np.uint16), values.astype(np.float16).view(np.uint16))
