@@ -30,7 +30,7 @@ from fate_components.secure_agg.obfuscation import ObfuscatorPool
 class PaillierOptions:
     key_bits: int = 2048
     allow_weak_key: bool = False
-    precision_bits: int = 24
+    precision_bits: int = 20
     clip: float = 8.0
     obfuscation_workers: int = 1
 

@@ -45,7 +45,7 @@ def train(
     aggregation: cpn.parameter(type=params.string_choice(["paillier", "secagg", "plaintext"]), default="paillier",
                                desc="paillier: FATE's Paillier, the arbiter adds ciphertexts; secagg: FATE's "
                                     "pairwise-mask secure aggregation; plaintext: debugging only"),
-    paillier: cpn.parameter(type=dict, default={}, desc="key_bits (2048), allow_weak_key, precision_bits (24), "
+    paillier: cpn.parameter(type=dict, default={}, desc="key_bits (2048), allow_weak_key, precision_bits (20), "
                                                         "clip (8.0), obfuscation_workers (1)"),
     allow_plaintext: cpn.parameter(type=bool, default=False, desc="required to run aggregation=plaintext"),
     strict_check: cpn.parameter(type=bool, default=True,

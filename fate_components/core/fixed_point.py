@@ -25,7 +25,7 @@ __all__ = ["PackingSpec", "encode_weighted", "pack", "unpack", "decode_sum"]
 
 @dataclass(frozen=True)
 class PackingSpec:
-    precision_bits: int = 24      # fractional bits: absolute error per value <= n_sites * 2**-precision_bits / 2
+    precision_bits: int = 20      # fractional bits: absolute error per value <= n_sites * 2**-precision_bits / 2
     clip: float = 8.0             # values are clipped to [-clip, clip] (model parameters; counted when it happens)
     max_sites: int = 16           # headroom for summing this many sites' rounding
     plaintext_bits: int = 2046    # usable bits of one plaintext (key size - 2 keeps it below n)

@@ -40,7 +40,7 @@ def test_values_beyond_the_clip_bound_are_clipped_and_counted():
 def test_slot_layout_fits_the_key():
     spec = PackingSpec.for_key(2048)
     assert spec.slot_bits * spec.slots_per_plaintext <= 2046
-    assert spec.slots_per_plaintext == 62
+    assert spec.slots_per_plaintext == 2046 // (4 + 20 + 4 + 1) == 70   # clip 8, 20 bits, 16 sites
     # The largest possible slot sum must not carry into the next slot.
     worst = [pack(np.full(spec.slots_per_plaintext, int(2 * spec.clip * 2 ** spec.precision_bits) // spec.max_sites
                           + 1, dtype=np.uint64), spec)[0]] * spec.max_sites
