@@ -22,9 +22,9 @@ from typing import Callable
 import numpy as np
 
 from .candidates import Candidate, read_annotations, read_candidates
-from .errors import (ConfigError, CoordinateOutOfVolumeError, LungError, MissingScanError, ScanReadError,
+from .errors import (ConfigError, LungError, MissingScanError, ScanReadError,
                      display_path)
-from .patches import PatchSpec, extract_patch, extract_patches
+from .patches import PatchSpec, extract_patches, outside_scan_error
 from .scans import index_scans, read_scan
 
 __all__ = ["ReadReport", "PatchRecord", "PatchDataset", "build_patch_dataset", "patient_split",
@@ -216,12 +216,10 @@ def _cut_patches(site_root: Path, out: Path, selected: list[Candidate], index: d
                               "shape_xyz": list(volume.shape_xyz)})
                 inside = np.atleast_1d(volume.contains_world(np.array([c.world_xyz_mm for c in cs])))
                 for c in (c for c, ok in zip(cs, inside) if not ok):
-                    try:
-                        extract_patch(volume, c.world_xyz_mm, spec, row=c.row)   # raises with the full message
-                    except CoordinateOutOfVolumeError as exc:
-                        if on_bad_scan == "raise":
-                            raise
-                        skip_candidates([c], "outside scan", str(exc))
+                    error = outside_scan_error(volume, c.world_xyz_mm, c.row)
+                    if on_bad_scan == "raise":
+                        raise error
+                    skip_candidates([c], "outside scan", str(error))
                 kept = [c for c, ok in zip(cs, inside) if ok]
                 patches = extract_patches(volume, [c.world_xyz_mm for c in kept], spec)
                 staging_file.seek(data_offset + n * patch_bytes)

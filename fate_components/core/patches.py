@@ -15,7 +15,7 @@ from scipy.ndimage import map_coordinates
 from .errors import ConfigError, CoordinateOutOfVolumeError
 from .volume import Volume
 
-__all__ = ["PatchSpec", "extract_patch", "extract_patches", "normalise_hu", "AIR_HU"]
+__all__ = ["PatchSpec", "extract_patch", "extract_patches", "outside_scan_error", "normalise_hu", "AIR_HU"]
 
 AIR_HU = -1000.0   # fill value outside the scan: air, as around the patient
 
@@ -73,6 +73,39 @@ def _grid_offsets(spec: PatchSpec) -> np.ndarray:
     return (np.arange(spec.size_voxels, dtype=np.float64) - (spec.size_voxels - 1) / 2.0) * spec.voxel_mm
 
 
+def outside_scan_error(volume: Volume, center_world_mm, row: int | None = None) -> CoordinateOutOfVolumeError:
+    """The error for a candidate centre outside the scan (`row` is its candidates.csv line)."""
+    center = np.asarray(center_world_mm, dtype=np.float64).reshape(3)
+    where = f"candidates.csv line {row}: " if row is not None else ""
+    return CoordinateOutOfVolumeError(
+        f"{where}candidate ({center[0]:.1f}, {center[1]:.1f}, {center[2]:.1f}) mm of seriesuid "
+        f"{volume.series_uid or '?'} is outside the scan {volume.source}, whose world bounds are "
+        f"{volume.describe_bounds()}; check the coordinates are world mm (not voxel indices) in LPS")
+
+
+def _index_steps(volume: Volume) -> np.ndarray:
+    """Row w: the change of the continuous index (i, j, k) per mm along world axis w (the map is affine)."""
+    return volume.world_to_voxel(np.eye(3)) - volume.world_to_voxel(np.zeros(3))
+
+
+def _axis_aligned_positions(volume: Volume, centers: np.ndarray, axes: tuple[int, int, int],
+                            offsets: np.ndarray) -> list[np.ndarray]:
+    """Sample positions along index axes k, j, i, each (n, size), for n centres of an axis-aligned scan.
+
+    Index axis a runs along world axis axes[a], so its positions move with that axis's offsets only.
+    """
+    centre_index = volume.world_to_voxel(centers)                                    # (n, 3) = i, j, k
+    steps = _index_steps(volume)
+    return [np.ascontiguousarray(centre_index[:, a, None] + steps[axes[a], a] * offsets[None, :])
+            for a in (2, 1, 0)]
+
+
+def _world_order(axes: tuple[int, int, int]) -> list[int]:
+    """The transpose taking array axes (k, j, i) to world axes (z, y, x)."""
+    world_of_array_axis = [axes[2], axes[1], axes[0]]
+    return [world_of_array_axis.index(w) for w in (2, 1, 0)]
+
+
 def extract_patch(volume: Volume, center_world_mm, spec: PatchSpec, *, row: int | None = None) -> np.ndarray:
     """float32 [D, H, W] = [z, y, x] world-aligned cube in [0, 1] centred on `center_world_mm`.
 
@@ -81,27 +114,20 @@ def extract_patch(volume: Volume, center_world_mm, spec: PatchSpec, *, row: int 
     """
     center = np.asarray(center_world_mm, dtype=np.float64).reshape(3)
     if not volume.contains_world(center):
-        where = f"candidates.csv line {row}: " if row is not None else ""
-        raise CoordinateOutOfVolumeError(
-            f"{where}candidate ({center[0]:.1f}, {center[1]:.1f}, {center[2]:.1f}) mm of seriesuid "
-            f"{volume.series_uid or '?'} is outside the scan {volume.source}, whose world bounds are "
-            f"{volume.describe_bounds()}; check the coordinates are world mm (not voxel indices) in LPS")
+        raise outside_scan_error(volume, center, row)
     offsets = _grid_offsets(spec)
-    # The index of a world point is affine in it, so the grid is the centre's index plus one
-    # index step per world axis times the offsets; no 32^3 x 3 matrix product needed.
-    centre_index = volume.world_to_voxel(center)                          # (i, j, k)
-    step_x, step_y, step_z = volume.world_to_voxel(center + np.eye(3)) - centre_index
     axes = _world_axis_of_index_axes(volume.direction)
     if axes is not None:
         # Every index axis runs along one world axis (any scan without gantry tilt): trilinear
         # interpolation then separates into three 1-D passes over a small block, ~10x faster.
-        steps = (step_x, step_y, step_z)
-        positions = [centre_index[a] + steps[axes[a]][a] * offsets for a in range(3)]   # per index axis i, j, k
-        sampled = _separable_linear(volume.array_hu, positions)                          # axes (k, j, i)
-        world_of_array_axis = [axes[2], axes[1], axes[0]]
-        # Output axes are world (z, y, x) = world axes (2, 1, 0).
-        sampled = np.transpose(sampled, [world_of_array_axis.index(w) for w in (2, 1, 0)])
-        return normalise_hu(sampled, spec)
+        pk, pj, pi = (p[0] for p in _axis_aligned_positions(volume, center[None], axes, offsets))
+        sampled = np.empty((len(pk), len(pj), len(pi)), dtype=np.float32)
+        _trilinear_grid(volume.array_hu, pk, pj, pi, np.float32(AIR_HU), sampled)
+        return normalise_hu(np.transpose(sampled, _world_order(axes)), spec)
+    # The index of a world point is affine in it, so the grid is the centre's index plus one
+    # index step per world axis times the offsets; no 32^3 x 3 matrix product needed.
+    centre_index = volume.world_to_voxel(center)                          # (i, j, k)
+    step_x, step_y, step_z = _index_steps(volume)
     index = (centre_index[:, None, None, None]
              + step_z[:, None, None, None] * offsets[None, :, None, None]
              + step_y[:, None, None, None] * offsets[None, None, :, None]
@@ -113,31 +139,25 @@ def extract_patch(volume: Volume, center_world_mm, spec: PatchSpec, *, row: int 
 
 
 def extract_patches(volume: Volume, centers_world_mm, spec: PatchSpec) -> np.ndarray:
-    """float16 [n, D, H, W] patches for n centres inside the scan, the same values as `extract_patch`.
+    """float16 [n, D, H, W] patches for n centres, the same values as `extract_patch`.
 
     One call per scan: the positions of all patches are computed at once and, on axis-aligned
-    scans, one compiled loop samples and normalises them all. Check `volume.contains_world`
-    first; a centre outside the scan raises CoordinateOutOfVolumeError.
+    scans, one compiled loop samples and normalises them all. A centre outside the scan raises
+    CoordinateOutOfVolumeError (filter with `volume.contains_world` first).
     """
     centers = np.asarray(centers_world_mm, dtype=np.float64).reshape(-1, 3)
     size = spec.size_voxels
     axes = _world_axis_of_index_axes(volume.direction)
-    outside = ~np.atleast_1d(volume.contains_world(centers)) if len(centers) else np.zeros(0, dtype=bool)
-    if axes is None or outside.any():
+    if axes is None or len(centers) == 0:
         patches = [extract_patch(volume, c, spec) for c in centers]
         return np.stack(patches).astype(np.float16) if patches else np.zeros((0,) + (size,) * 3, np.float16)
-    offsets = _grid_offsets(spec)
-    centre_index = volume.world_to_voxel(centers)                                   # (n, 3) = i, j, k
-    steps = volume.world_to_voxel(np.eye(3)) - volume.world_to_voxel(np.zeros(3))   # row w: index step per world mm
-    # Index axis a runs along world axis axes[a]: its positions move with that axis's offsets only.
-    positions = [centre_index[:, a, None] + steps[axes[a], a] * offsets[None, :] for a in range(3)]
+    outside = ~np.atleast_1d(volume.contains_world(centers))
+    if outside.any():
+        raise outside_scan_error(volume, centers[np.argmax(outside)])
     out = np.empty((len(centers), size, size, size), dtype=np.uint16)   # float16 bit patterns
-    _sample_normalised(volume.array_hu, np.ascontiguousarray(positions[2]), np.ascontiguousarray(positions[1]),
-                       np.ascontiguousarray(positions[0]), np.float32(AIR_HU), np.float32(spec.hu_min),
-                       np.float32(spec.hu_max), out)
-    world_of_array_axis = [axes[2], axes[1], axes[0]]
-    order = [world_of_array_axis.index(w) for w in (2, 1, 0)]
-    return np.transpose(out.view(np.float16), [0] + [o + 1 for o in order])
+    _sample_normalised(volume.array_hu, *_axis_aligned_positions(volume, centers, axes, _grid_offsets(spec)),
+                       np.float32(AIR_HU), np.float32(spec.hu_min), np.float32(spec.hu_max), out)
+    return np.transpose(out.view(np.float16), [0] + [o + 1 for o in _world_order(axes)])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -200,17 +220,6 @@ def _world_axis_of_index_axes(direction: np.ndarray) -> tuple[int, int, int] | N
     if sorted(axes) != [0, 1, 2] or any(abs(abs(d[axes[a], a]) - 1.0) > 1e-6 for a in range(3)):
         return None
     return axes
-
-
-def _separable_linear(array: np.ndarray, positions_ijk: list[np.ndarray]) -> np.ndarray:
-    """Linear interpolation of `array` ([k, j, i]) on the grid positions_k x positions_j x positions_i.
-
-    Outside the array reads as air, like map_coordinates' constant mode with grid semantics.
-    """
-    out = np.empty((len(positions_ijk[2]), len(positions_ijk[1]), len(positions_ijk[0])), dtype=np.float32)
-    _trilinear_grid(array, *(np.ascontiguousarray(p, dtype=np.float64) for p in positions_ijk[::-1]),
-                    np.float32(AIR_HU), out)
-    return out
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
