@@ -62,7 +62,7 @@ def run(args) -> int:
         return 1
 
     results = (PROJECT_HOME / "results" / job_id).resolve()
-    summary = collect_results(client, home, job_id, sites, results)
+    summary, metrics = collect_results(client, home, job_id, sites, results)
     print(f"[5/5] job {job_id} succeeded in {time.perf_counter() - t_start:.0f} s")
     for name, info in summary["sites"].items():
         low, high = (x if x is not None else float("nan") for x in info["heldout_cpm_ci95"])
@@ -77,7 +77,7 @@ def run(args) -> int:
     print(f"      summary: {results / 'summary.json'}")
     from fate_components.ops.report import collect, write_report
 
-    page = write_report(collect(client, home, job_id, sites), results / "report")
+    page = write_report(collect(client, home, job_id, sites, metrics), results / "report")
     print(f"      report:  {page}  (again with: fate-lung report {job_id})")
     if args.stop_after:
         flow_server.stop(home)
@@ -95,8 +95,8 @@ def _demo_conf(conf: dict, rounds: int) -> dict:
     return conf
 
 
-def collect_results(client, home: Path, job_id: str, sites, results: Path) -> dict:
-    """Download models and metrics through FATE-Flow; copy each site's predictions; score held-out patients."""
+def collect_results(client, home: Path, job_id: str, sites, results: Path) -> tuple[dict, dict]:
+    """Download models and metrics through FATE-Flow; score held-out patients; returns (summary, metrics)."""
     import numpy as np
 
     from fate_components.core.training import binary_auc
@@ -129,7 +129,7 @@ def collect_results(client, home: Path, job_id: str, sites, results: Path) -> di
     summary["heldout_auc"] = binary_auc(np.concatenate(all_y), np.concatenate(all_p))
     (results / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (results / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return summary, metrics
 
 
 def _last(series: dict | None):

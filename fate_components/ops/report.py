@@ -20,21 +20,27 @@ from fate_components.core.errors import LungError
 PLOTS = ("loss.png", "validation.png", "froc.png")
 
 
-def collect(client, home: Path, job_id: str, sites) -> dict:
-    """Everything the page shows, as plain data (also written next to the page as report.json)."""
+def collect(client, home: Path, job_id: str, sites, metrics: dict[str, dict] | None = None) -> dict:
+    """Everything the page shows, as plain data (also written next to the page as report.json).
+
+    `metrics` ({site name: step metrics of its trainer}) saves querying FATE-Flow again when the
+    caller already has them.
+    """
     from fate_components.ops import runner
 
     data: dict = {"job_id": job_id, "sites": {}}
     for site in sites:
-        metrics = runner.step_metrics(client, job_id, site.role, site.party_id, "trainer")
         if site.role == "arbiter":
             continue
-        if not metrics.get("train_loss"):
+        metrics_of_site = ((metrics or {}).get(site.name)
+                           or runner.step_metrics(client, job_id, site.role, site.party_id, "trainer"))
+        if not metrics_of_site.get("train_loss"):
             raise LungError(f"job {job_id}: no training metrics for {site.name} ({site.role} {site.party_id}); "
                             f"is this a training job of dsl/lung.json?")
         entry = {"role": site.role, "party_id": site.party_id,
-                 "train_loss": _series(metrics.get("train_loss")), "val_auc": _series(metrics.get("val_auc")),
-                 "global_val_loss": _series(metrics.get("global_val_loss")),
+                 "train_loss": _series(metrics_of_site.get("train_loss")),
+                 "val_auc": _series(metrics_of_site.get("val_auc")),
+                 "global_val_loss": _series(metrics_of_site.get("global_val_loss")),
                  "data": _data_summary(home, job_id, site)}
         try:
             report = runner.data_output_dir(home, job_id, site.role, site.party_id, "evaluation", "report")
