@@ -5,7 +5,7 @@
 Writes one 512x512x300 int16 MetaImage (0.7 x 0.7 x 1.25 mm, like a LUNA16 scan) and a
 candidates.csv with N candidates (LUNA16 averages about 550 per scan), then times, side by
 side: (a) `SimpleITK.ReadImage` of the file; (b) `build_patch_dataset` in predict mode
-(read, HU float32, world->voxel, one 48 mm / 32^3 patch per candidate, float16 dataset on disk).
+(read, world->voxel, one 48 mm / 32^3 patch per candidate, float16 dataset on disk).
 Prints seconds per scan and the ratio (target: at most 3x).
 """
 from __future__ import annotations

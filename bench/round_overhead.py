@@ -10,7 +10,7 @@ until the averaged model is back (aggregation, incl. waiting for the slowest sit
 
 Paillier's cost per round is fixed by the model size; local training time grows with the
 patches a site trains on per round. `--local-epochs` takes several values: 3 is the conf's
-default on the sample data (about 350 patches per site and epoch); 24 does the training
+default on the sample data (100-180 training patches per site); 24 does the training
 work per round of a site eight times larger, about the size of a third of LUNA16 with
 negatives subsampled.
 """

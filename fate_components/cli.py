@@ -107,7 +107,6 @@ def cmd_compile(args) -> int:
 
 
 def cmd_submit(args) -> int:
-
     dag, conf = _compile(args)
     client, home = _client(args)
     return run_job(client, home, dag, conf, wait=not args.no_wait, timeout_s=args.timeout)
