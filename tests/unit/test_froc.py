@@ -59,13 +59,20 @@ def test_candidate_between_two_nodules_hits_both():
     assert r.per_nodule_best == [0.7, 0.7] and r.cpm == 1.0
 
 
-def test_bootstrap_interval_is_deterministic_and_brackets_the_point():
-    rng = np.random.default_rng(0)
+def _one_nodule_per_scan(seed: int, n_scans: int, n_false: int, hit_low: float,
+                         false_high: float) -> tuple[list[Scored], list[Finding]]:
+    """Each scan: one nodule with a hit scored in [hit_low, 1), and n_false misses scored in [0, false_high)."""
+    rng = np.random.default_rng(seed)
     nodules, cands = [], []
-    for s in range(20):
+    for s in range(n_scans):
         nodules.append(Finding(f"s{s}", (0, 0, 0), 8.0))
-        cands.append(Scored(f"s{s}", (0, 0, 0), float(rng.uniform(0.3, 1.0))))
-        cands += [Scored(f"s{s}", (50 + 10 * k, 0, 0), float(rng.uniform(0, 0.8))) for k in range(4)]
+        cands.append(Scored(f"s{s}", (0, 0, 0), float(rng.uniform(hit_low, 1.0))))
+        cands += [Scored(f"s{s}", (50 + 10 * k, 0, 0), float(rng.uniform(0, false_high))) for k in range(n_false)]
+    return cands, nodules
+
+
+def test_bootstrap_interval_is_deterministic_and_brackets_the_point():
+    cands, nodules = _one_nodule_per_scan(seed=0, n_scans=20, n_false=4, hit_low=0.3, false_high=0.8)
     a = bootstrap_cpm(cands, nodules, n_boot=200, seed=1)
     b = bootstrap_cpm(cands, nodules, n_boot=200, seed=1)
     assert a == b
@@ -74,12 +81,7 @@ def test_bootstrap_interval_is_deterministic_and_brackets_the_point():
 
 
 def test_froc_band_is_monotone_brackets_the_curve_and_agrees_with_the_seven_points():
-    rng = np.random.default_rng(3)
-    nodules, cands = [], []
-    for s in range(25):
-        nodules.append(Finding(f"s{s}", (0, 0, 0), 8.0))
-        cands.append(Scored(f"s{s}", (0, 0, 0), float(rng.uniform(0.2, 1.0))))
-        cands += [Scored(f"s{s}", (50 + 10 * k, 0, 0), float(rng.uniform(0, 0.9))) for k in range(12)]
+    cands, nodules = _one_nodule_per_scan(seed=3, n_scans=25, n_false=12, hit_low=0.2, false_high=0.9)
     band = bootstrap_froc(cands, nodules, n_boot=200, seed=2)
     assert (np.diff(band.sensitivity_low) >= 0).all() and (np.diff(band.sensitivity_high) >= 0).all()
     assert (band.sensitivity_low <= band.sensitivity_high).all()
