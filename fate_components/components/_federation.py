@@ -104,14 +104,25 @@ def site_check(ctx: Context, site_name: str, payload: dict) -> None:
         raise FederationError(verdict)
 
 
+def agree_min(ctx: Context, name: str, value: int) -> int:
+    """The sites exchange `value` directly with each other (never through the arbiter); all take the minimum."""
+    sub, me = ctx.sub_ctx(f"agree_{name}"), ctx.local.rank
+    others = [rank for rank in _site_ranks(ctx) if rank != me]
+    for rank in others:
+        sub.parties[rank].put(name, int(value))
+    return min([int(value), *(int(sub.parties[rank].get(name)) for rank in others)])
+
+
 def arbiter_check(ctx: Context, *, check_torch_version: bool = True) -> None:
     """Collect every site's signature and settings, compare, tell every site the verdict, raise on mismatch."""
     check_ctx = ctx.sub_ctx("site_check")
     infos = [check_ctx.guest.get("site_info"), *check_ctx.hosts.get("site_info")]
     parties = [ctx.guest.party, *[h.party for h in ctx.hosts]]
     labels = [_party_label(info["site_name"], party[1]) for info, party in zip(infos, parties)]
-    verdict = signature_mismatch({label: info["signature"] for label, info in zip(labels, infos)},
-                                 check_torch_version=check_torch_version)
+    verdict = next((f"Differential privacy check failed at {label}: {info['dp_error']}"
+                    for label, info in zip(labels, infos) if info.get("dp_error")), None)
+    verdict = verdict or signature_mismatch({label: info["signature"] for label, info in zip(labels, infos)},
+                                            check_torch_version=check_torch_version)
     if verdict is None:
         verdict = _settings_mismatch(labels, infos)
     check_ctx.guest.put("verdict", verdict)

@@ -7,16 +7,19 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from fate_components.core.errors import LungError
 from fate_components.core.federated import RoundReport, SiteData, run_server, run_site
 from fate_components.core.model import ModelConfig, build_model, count_parameters
 from fate_components.core.patch_dataset import PatchDataset
+from fate_components.core.privacy import DPConfig, planned_rounds
 from fate_components.core.signature import model_signature
 from fate_components.core.training import TrainConfig, predict_proba
 
 from ._artifacts import publish_directory, replace_file
-from ._federation import arbiter_check, check_aggregation, make_client, make_server, site_check
+from ._federation import agree_min, arbiter_check, check_aggregation, make_client, make_server, site_check
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +40,10 @@ def load_site_data(directory: Path) -> tuple[PatchDataset, SiteData]:
     labels = dataset.labels
     train_idx, val_idx = dataset.split("train"), dataset.split("val")
     patches = dataset.patches
+    patient_of = [row.seriesuid for row in dataset.table]   # one seriesuid = one patient
     return dataset, SiteData(train_x=patches[train_idx], train_y=labels[train_idx],
-                             val_x=patches[val_idx], val_y=labels[val_idx])
+                             val_x=patches[val_idx], val_y=labels[val_idx],
+                             train_groups=np.asarray([patient_of[i] for i in train_idx], dtype=object))
 
 
 def _finite(x: float) -> float:
@@ -60,8 +65,18 @@ def load_model(directory: Path) -> tuple[torch.nn.Module, dict]:
     return model, meta
 
 
+def _dp_plan(privacy: DPConfig, config: TrainConfig, data: SiteData, n_sites: int) -> tuple[int, str | None]:
+    """(rounds this site's privacy budget allows, or the reason its DP settings do not fit it)."""
+    try:
+        groups = data.train_groups if data.train_groups is not None else []
+        return planned_rounds(privacy, rounds=config.rounds, local_epochs=config.local_epochs,
+                              batch_size=config.batch_size, n_patients=len(set(groups)), n_sites=n_sites), None
+    except LungError as e:
+        return 0, str(e)
+
+
 def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, aggregation: str, agg_options: dict,
-               train_data, test_data, warm_start_model, output_model, predictions) -> None:
+               train_data, test_data, warm_start_model, output_model, predictions, privacy: DPConfig) -> None:
     check_aggregation(aggregation, agg_options.get("allow_plaintext", False))
     dataset, data = load_site_data(train_data.get_directory())
     model_config = ModelConfig.from_dict(model_options or {})
@@ -71,9 +86,17 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
         model.load_state_dict(warm.state_dict())
     logger.info("%s: %d train / %d val patches, model with %d parameters", site_name, len(data.train_x),
                 len(data.val_x), count_parameters(model))
+    n_sites = 1 + len(ctx.hosts)
+    budget_rounds, dp_error = _dp_plan(privacy, config, data, n_sites)
     site_check(ctx, site_name, {"signature": model_signature(model), "patch_spec": dataset.summary["patch_spec"],
                                 "schedule": {"rounds": config.rounds, "aggregation": aggregation,
-                                             "patience": config.patience}})
+                                             "patience": config.patience, "dp": privacy.to_dict()},
+                                "dp_error": dp_error})
+    # The sites (not the arbiter) agree on the rounds every site's budget allows.
+    max_rounds = agree_min(ctx, "dp_rounds", budget_rounds) if privacy.max_epsilon is not None else None
+    if max_rounds is not None and max_rounds < config.rounds:
+        logger.info("%s: the privacy budget (max_epsilon %s) allows %d of %d rounds", site_name,
+                    privacy.max_epsilon, max_rounds, config.rounds)
     aggregator = make_client(aggregation, agg_options).setup(ctx)
 
     history: list[dict] = []
@@ -91,21 +114,31 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
             round_ctx.metrics.log_scalar("bytes_sent", float(stats.bytes_sent))
             round_ctx.metrics.log_scalar("clipped_values", float(stats.clipped))
         round_ctx.metrics.log_scalar("learning_rate", report.extra["learning_rate"])
+        epsilon = report.extra.get("epsilon")
+        if epsilon is not None and math.isfinite(epsilon):
+            round_ctx.metrics.log_scalar("epsilon", epsilon)
+        if "update_norm" in report.extra:
+            round_ctx.metrics.log_scalar("update_norm", report.extra["update_norm"])
         history.append({"round": report.round, "train_loss": report.train_loss, "val": report.val,
                         "learning_rate": report.extra["learning_rate"], "best_round": report.extra["best_round"],
                         "global_val_loss": report.global_val_loss, "train_seconds": report.train_seconds,
-                        "aggregate_seconds": report.aggregate_seconds})
-        logger.info("[Round %d] %s loss: %.4f | val loss %.4f auc %.3f | global val loss %.4f", report.round + 1,
-                    site_name, report.train_loss, report.val["loss"], report.val["auc"], report.global_val_loss)
+                        "aggregate_seconds": report.aggregate_seconds, "epsilon": report.extra.get("epsilon"),
+                        "budget_spent": report.extra.get("budget_spent", False)})
+        logger.info("[Round %d] %s loss: %.4f | val loss %.4f auc %.3f | global val loss %.4f%s", report.round + 1,
+                    site_name, report.train_loss, report.val["loss"], report.val["auc"], report.global_val_loss,
+                    f" | epsilon {epsilon:.3g}" if epsilon is not None else "")
 
     try:
         run_site(model, data, config, ctx.on_iterations.ctxs_range(config.rounds), aggregator, on_round,
-                 signal_continue=_signal_continue if ctx.is_on_guest else None)
+                 signal_continue=_signal_continue if ctx.is_on_guest else None, privacy=privacy, n_sites=n_sites,
+                 max_rounds=max_rounds)
     finally:
         aggregator.close()
     meta = {"model_config": model_config.to_dict(), "train_config": config.to_dict(), "aggregation": aggregation,
             "patch_spec": dataset.summary["patch_spec"], "torch": str(torch.__version__), "site_name": site_name,
-            "n_train": len(data.train_x), "n_val": len(data.val_x), "history": history}
+            "n_train": len(data.train_x), "n_val": len(data.val_x), "history": history,
+            "dp": {**privacy.to_dict(), "epsilon": history[-1]["epsilon"] if history else None,
+                   "rounds_trained": len(history)}}
     if output_model is not None:
         save_model(Path(output_model.get_directory()), model, meta)
         output_model.write_metadata({"model_config": meta["model_config"], "rounds": config.rounds})

@@ -58,6 +58,9 @@ def train(
                                     desc="random shifts of up to this many voxels per axis (1.5 mm each; 0 = off)"),
     aug_intensity_jitter: cpn.parameter(type=params.confloat(ge=0, le=0.5), default=0.0,
                                         desc="random gain 1 +- this and offset +- half of it per patch (0 = off)"),
+    dp: cpn.parameter(type=dict, default={},
+                      desc="differential privacy: mode (none | sample: patient-level DP-SGD | client: hospital-level "
+                           "DP-FedAvg), noise_multiplier, max_grad_norm, delta, max_epsilon, accountant (rdp)"),
     seed: cpn.parameter(type=int, default=0, desc="seed of the initial weights and batch order"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1,
                            desc="torch threads per party (one process runs per party)"),
@@ -65,19 +68,22 @@ def train(
     from fate_components.components import _trainer
 
     _trainer.limit_threads(threads)
+    from fate_components.core.privacy import DPConfig
     from fate_components.core.training import TrainConfig
 
+    privacy = DPConfig.from_dict(dp)
     config = TrainConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
                          learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer, seed=seed,
                          use_3d_aug=use_3d_aug, lr_schedule=lr_schedule, min_learning_rate=min_learning_rate,
                          fedprox_mu=fedprox_mu, patience=patience, aug_shift_voxels=aug_shift_voxels,
                          aug_intensity_jitter=aug_intensity_jitter)
+    privacy.check_training(config.fedprox_mu)   # on every party, the arbiter included, before any exchange
     agg_options = {"paillier": paillier, "allow_plaintext": allow_plaintext, "strict_check": strict_check}
     if role.is_arbiter:
         _trainer.train_arbiter(ctx, config, aggregation, agg_options, output_model)
     else:
         _trainer.train_site(ctx, config, site_name or role.name, model, aggregation, agg_options, train_data,
-                            test_data, warm_start_model, output_model, predictions)
+                            test_data, warm_start_model, output_model, predictions, privacy)
 
 
 @homo_lung_nn.predict()

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .training import TrainConfig, evaluate, get_parameters, set_parameters, train_local
+from .errors import ConfigError
+from .privacy import DPConfig, PatientDPSGD, epsilon_for, privatize_update, secret_generator, train_local_dp
+from .training import TrainConfig, augment_3d, evaluate, get_parameters, set_parameters, train_local
 
 __all__ = ["UpdateAggregator", "AggregationServer", "SiteData", "RoundReport", "run_site", "run_server"]
 
@@ -43,6 +45,7 @@ class SiteData:
     train_y: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
+    train_groups: np.ndarray | None = None   # patient of each training patch (needed by patient-level DP)
 
 
 @dataclass
@@ -59,55 +62,100 @@ class RoundReport:
 
 def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iterable[tuple[int, Any]],
              aggregator: UpdateAggregator, on_round: Callable[[RoundReport], None] | None = None,
-             signal_continue: Callable[[Any, bool], None] | None = None) -> list[RoundReport]:
+             signal_continue: Callable[[Any, bool], None] | None = None, *, privacy: DPConfig | None = None,
+             n_sites: int = 1, max_rounds: int | None = None) -> list[RoundReport]:
     """Train locally, average with the other sites, evaluate; once per round.
 
     Early stopping: every site holds the same global validation loss after each round, so
     every site reaches the same decision; `signal_continue` tells the arbiter (a yes/no, no
-    loss value), and the sites keep the best round's model.
+    loss value), and the sites keep the best round's model. `max_rounds` (the rounds every
+    site's privacy budget allows, agreed before round 1) ends training after that round.
+    `privacy` turns on patient-level DP-SGD (mode sample) or hospital-level DP-FedAvg (client).
     """
+    privacy = privacy or DPConfig()
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # dropout draws from the global generator: make reruns repeatable
     optimizer = config.make_optimizer(model)
+    dp_sgd = _patient_dp_sgd(model, optimizer, data, config, privacy)
+    noise = secret_generator() if privacy.mode == "client" else None
     reports = []
     n_train = len(data.train_x)
     best_loss, best_round, best_state = float("inf"), -1, None
-    for round_idx, handle in rounds:
-        lr = config.learning_rate_at(round_idx)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        local = train_local(model, optimizer, data.train_x, data.train_y, epochs=config.local_epochs,
-                            batch_size=config.batch_size, generator=generator, augment=config.use_3d_aug,
-                            fedprox_mu=config.fedprox_mu, aug_shift_voxels=config.aug_shift_voxels,
-                            aug_intensity_jitter=config.aug_intensity_jitter)
-        t0 = time.perf_counter()
-        set_parameters(model, aggregator.weighted_mean(handle, "model", get_parameters(model), float(n_train)))
-        val = evaluate(model, data.val_x, data.val_y)
-        # Validation loss weighted by validation size. A site without validation patients gets a
-        # negligible weight (still >= one unit of Paillier's 1/1000 weight resolution), so the total
-        # weight is never zero even when no site holds validation data.
-        n_val = max(val["n"], 1e-3)
-        global_val = aggregator.weighted_mean(handle, "val_loss", [np.array([val["loss"] if val["n"] else 0.0])], n_val)
-        global_loss = float(global_val[0][0])
-        if global_loss < best_loss:
-            best_loss, best_round = global_loss, round_idx
-            if config.patience:
-                best_state = copy.deepcopy(model.state_dict())
-        stop = bool(config.patience) and round_idx - best_round >= config.patience
-        report = RoundReport(round=round_idx, train_loss=local.loss, n_train=n_train, val=val,
-                             global_val_loss=global_loss, train_seconds=local.seconds,
-                             aggregate_seconds=time.perf_counter() - t0,
-                             extra={"learning_rate": lr, "best_round": best_round, "stopped": stop})
-        reports.append(report)
-        if on_round is not None:
-            on_round(report)
-        if signal_continue is not None:
-            signal_continue(handle, not stop)
-        if stop:
-            break
+    try:
+        for round_idx, handle in rounds:
+            lr = config.learning_rate_at(round_idx)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            start = get_parameters(model) if privacy.mode == "client" else None
+            if dp_sgd is not None:
+                local = train_local_dp(dp_sgd, data.train_x, data.train_y, epochs=config.local_epochs,
+                                       augment=lambda x: _augment(x, config, generator))
+            else:
+                local = train_local(model, optimizer, data.train_x, data.train_y, epochs=config.local_epochs,
+                                    batch_size=config.batch_size, generator=generator, augment=config.use_3d_aug,
+                                    fedprox_mu=config.fedprox_mu, aug_shift_voxels=config.aug_shift_voxels,
+                                    aug_intensity_jitter=config.aug_intensity_jitter)
+            t0 = time.perf_counter()
+            extra = {"learning_rate": lr}
+            if start is not None:
+                # DP-FedAvg: every hospital counts equally; its clipped, noised update is what is averaged.
+                update = [w - s for w, s in zip(get_parameters(model), start)]
+                noised, extra["update_norm"] = privatize_update(update, privacy, n_sites, noise)
+                mean = aggregator.weighted_mean(handle, "model", noised, 1.0)
+                set_parameters(model, [s + m for s, m in zip(start, mean)])
+                extra["epsilon"] = epsilon_for(privacy, 1.0, round_idx + 1)
+            else:
+                set_parameters(model, aggregator.weighted_mean(handle, "model", get_parameters(model), float(n_train)))
+                if dp_sgd is not None:
+                    extra["epsilon"] = dp_sgd.epsilon()
+            val = evaluate(model, data.val_x, data.val_y)
+            # Validation loss weighted by validation size. A site without validation patients gets a
+            # negligible weight (still >= one unit of Paillier's 1/1000 weight resolution), so the total
+            # weight is never zero even when no site holds validation data.
+            n_val = max(val["n"], 1e-3)
+            global_val = aggregator.weighted_mean(handle, "val_loss", [np.array([val["loss"] if val["n"] else 0.0])],
+                                                  n_val)
+            global_loss = float(global_val[0][0])
+            if global_loss < best_loss:
+                best_loss, best_round = global_loss, round_idx
+                if config.patience:
+                    best_state = copy.deepcopy(model.state_dict())
+            stop = bool(config.patience) and round_idx - best_round >= config.patience
+            budget_spent = max_rounds is not None and round_idx + 1 >= max_rounds
+            extra.update(best_round=best_round, stopped=stop or budget_spent, budget_spent=budget_spent)
+            report = RoundReport(round=round_idx, train_loss=local.loss, n_train=n_train, val=val,
+                                 global_val_loss=global_loss, train_seconds=local.seconds,
+                                 aggregate_seconds=time.perf_counter() - t0, extra=extra)
+            reports.append(report)
+            if on_round is not None:
+                on_round(report)
+            if signal_continue is not None:
+                signal_continue(handle, not (stop or budget_spent))
+            if stop or budget_spent:
+                break
+    finally:
+        if dp_sgd is not None:
+            dp_sgd.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     return reports
+
+
+def _augment(x: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    if not config.use_3d_aug:
+        return x
+    return augment_3d(x, generator, max_shift=config.aug_shift_voxels, jitter=config.aug_intensity_jitter)
+
+
+def _patient_dp_sgd(model: nn.Module, optimizer: torch.optim.Optimizer, data: SiteData, config: TrainConfig,
+                    privacy: DPConfig) -> PatientDPSGD | None:
+    if privacy.mode != "sample":
+        return None
+    privacy.check_training(config.fedprox_mu)
+    if data.train_groups is None:
+        raise ConfigError("dp.mode='sample' needs the patient of every training patch")
+    # batch_size is the expected number of patients per step under patient-level DP.
+    return PatientDPSGD(model, optimizer, data.train_groups, privacy, config.batch_size)
 
 
 def run_server(rounds: Iterable[tuple[int, Any]], server: AggregationServer,

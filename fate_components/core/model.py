@@ -58,7 +58,7 @@ class _BasicBlock3D(nn.Module):
         self.norm1 = nn.GroupNorm(groups, out_ch)
         self.conv2 = nn.Conv3d(out_ch, out_ch, 3, padding=1, bias=False)
         self.norm2 = nn.GroupNorm(groups, out_ch)
-        self.act = nn.ReLU(inplace=True)
+        self.act = nn.ReLU()
         self.shortcut = nn.Identity()
         if stride != 1 or in_ch != out_ch:
             self.shortcut = nn.Sequential(nn.Conv3d(in_ch, out_ch, 1, stride=stride, bias=False),
@@ -78,7 +78,7 @@ class ResNet3D(nn.Module):
         self.config = config
         w0 = config.widths[0]
         self.stem = nn.Sequential(nn.Conv3d(1, w0, 3, stride=config.stem_stride, padding=1, bias=False), nn.GroupNorm(config.groups, w0),
-                                  nn.ReLU(inplace=True))
+                                  nn.ReLU())
         layers, in_ch = [], w0
         for i, (width, n_blocks) in enumerate(zip(config.widths, config.blocks)):
             stride = 1 if i == 0 else 2

@@ -94,6 +94,9 @@ class RoundProgress:
             aucs = [a for a in aucs if a is not None and a >= 0]
             tail = f" | global val loss: {global_val:.3f}" if global_val is not None else ""
             tail += f" | val AUC: {', '.join(f'{a:.2f}' for a in aucs)}" if aucs else ""
+            epsilons = [self.history[s.name].get("epsilon", {}).get(r) for s in data_sites]
+            if any(e is not None for e in epsilons):
+                tail += " | epsilon: " + ", ".join("-" if e is None else f"{e:.2f}" for e in epsilons)
             self.printer(f"[Round {r + 1}/{self.rounds}] " + " | ".join(parts) + tail)
             self.shown += 1
 

@@ -409,3 +409,77 @@ def test_mismatched_architecture_fails_on_every_party_naming_the_layer(flow, bou
     for site in parse_sites(conf):
         log = home / "logs" / job["job_id"] / site.role / site.party_id / "trainer" / "component" / "ERROR"
         assert expected in log.read_text(), f"{site.name}: {log}"
+
+
+def _train_patients(tiny_sites, conf: dict) -> dict[str, int]:
+    """Training patients per site, split exactly as the reader splits them (per seriesuid)."""
+    from fate_components.core.patch_dataset import patient_split
+
+    reader = conf["parameters"]["common"]["reader_train"]
+    counts = {}
+    for name, site_dir in tiny_sites.items():
+        uids = {c.seriesuid for c in read_candidates(site_dir / "candidates.csv")}
+        splits = patient_split(uids, reader["val_fraction"], reader["seed"])
+        counts[name] = sum(1 for s in splits.values() if s == "train")
+    return counts
+
+
+def test_privacy_budget_stops_every_party_at_the_same_round(flow, bound, tiny_sites):
+    from fate_components.core.privacy import DPConfig, epsilon_for, patient_sampling, planned_rounds
+
+    # Prepare: patient-level DP-SGD with 2 expected patients per step, so sites of different size spend their
+    # budget at different rates; the budget is what the fastest-spending site has after 2 of 4 rounds.
+    client = flow.client()
+    conf = copy.deepcopy(bound)
+    trainer = conf["parameters"]["common"]["trainer"]
+    trainer.update(rounds=4, local_epochs=1, batch_size=2)
+    patients = _train_patients(tiny_sites, conf)
+    dp = {"mode": "sample", "noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 0.1, "accountant": "rdp"}
+    spend = {name: patient_sampling(n, 2) for name, n in patients.items()}
+    budget = max(epsilon_for(DPConfig(**dp), rate, 2 * steps) for rate, steps in spend.values()) * 1.0001
+    trainer["dp"] = {**dp, "max_epsilon": budget}
+    expected = min(planned_rounds(DPConfig(**trainer["dp"]), rounds=4, local_epochs=1, batch_size=2, n_patients=n,
+                                  n_sites=3) for n in patients.values())
+    assert expected == 2
+    # Execute
+    job = runner.submit(client, compile_dag(load_json(ROOT / "dsl" / "lung.json"), conf))
+    lines: list[str] = []
+    progress = runner.RoundProgress(client=client, job_id=job["job_id"], task="trainer", sites=parse_sites(conf),
+                                    rounds=4, printer=lines.append)
+    status = runner.wait(client, job["job_id"], timeout_s=900, progress=progress, printer=lines.append)
+    # Assert: every party (the arbiter too) ran exactly the rounds the budget allows; each site's epsilon metric is
+    # the accountant's value for its own sampling rate, within the budget; the progress display shows epsilon
+    assert status == "success", runner.failure_reason(client, job["job_id"], Path(flow.home))
+    for site in parse_sites(conf):
+        metrics = runner.step_metrics(client, job["job_id"], site.role, site.party_id, "trainer")
+        key = "round_seconds" if site.role == "arbiter" else "epsilon"
+        assert sorted(metrics[key]) == list(range(expected)), site.name
+        if site.role != "arbiter":
+            rate, steps = spend[site.name]
+            for r, value in metrics["epsilon"].items():
+                assert value == pytest.approx(epsilon_for(DPConfig(**dp), rate, steps * (r + 1)), rel=1e-9)
+            assert metrics["epsilon"][expected - 1] <= budget
+    assert sum("epsilon: " in line for line in lines) == expected, lines
+
+
+def test_dp_delta_too_large_for_one_site_fails_every_party_naming_it(flow, bound, tiny_sites):
+    # Prepare: a delta between 1/(largest site's patients) and 1/(next largest): only the largest site refuses it
+    client = flow.client()
+    conf = copy.deepcopy(bound)
+    patients = _train_patients(tiny_sites, conf)
+    ordered = sorted(patients.values(), reverse=True)
+    assert ordered[0] > ordered[1], patients
+    delta = (1 / ordered[0] + 1 / ordered[1]) / 2
+    largest = max(patients, key=patients.get)
+    conf["parameters"]["common"]["trainer"].update(rounds=1, dp={"mode": "sample", "delta": delta})
+    # Execute
+    job_id, status = _run(flow, conf, timeout_s=600)
+    # Assert: failed before any round, on every party, naming the site and the patient count
+    assert status == "failed"
+    party = conf["sites"][largest]["party_id"]
+    expected = (f"Differential privacy check failed at {largest} ({party}): dp.delta={delta} must be smaller than "
+                f"1/(number of training patients) = 1/{ordered[0]}")
+    for site in parse_sites(conf):
+        log = Path(flow.home) / "logs" / job_id / site.role / site.party_id / "trainer" / "component" / "ERROR"
+        assert expected in log.read_text(), f"{site.name}: {log}"
+        assert "train_loss" not in runner.step_metrics(client, job_id, site.role, site.party_id, "trainer")
