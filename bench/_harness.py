@@ -68,3 +68,108 @@ def model_dir(fed: Federation, job_id: str, site) -> Path:
 
 def history(fed: Federation, job_id: str, site) -> list[dict]:
     return json.loads((model_dir(fed, job_id, site) / "model_meta.json").read_text())["history"]
+
+
+class KeepLocal:
+    """The aggregator of a single party: the weighted mean over one site is its own update."""
+
+    def weighted_mean(self, handle, tag, arrays, weight):
+        return arrays
+
+
+def reader_spec(conf: dict):
+    from fate_components.core.patches import PatchSpec
+
+    r = conf["parameters"]["common"]["reader_train"]
+    return r, PatchSpec(size_mm=r["patch_size_mm"], size_voxels=r["patch_voxels"], hu_min=r["hu_min"],
+                        hu_max=r["hu_max"])
+
+
+def site_datasets(fed: Federation, work: Path) -> dict:
+    """Each site's training patches, cut with the conf's reader settings: {site: SiteData}."""
+    from fate_components.components._trainer import load_site_data
+    from fate_components.core.patch_dataset import build_patch_dataset
+
+    reader, spec = reader_spec(fed.conf)
+    out = {}
+    for name, site_dir in fed.site_dirs.items():
+        target = work / "patches" / name
+        build_patch_dataset(site_dir, target, spec=spec, mode="train", negative_ratio=reader["negative_ratio"],
+                            val_fraction=reader["val_fraction"], seed=reader["seed"])
+        out[name] = load_site_data(target)[1]
+    return out
+
+
+def pool(parts):
+    """The sites' data in one place (the centralized baseline)."""
+    import numpy as np
+
+    from fate_components.core.federated import SiteData
+
+    parts = list(parts)
+    return SiteData(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("train_x", "train_y", "val_x", "val_y")),
+                    train_groups=np.concatenate([p.train_groups for p in parts]))
+
+
+def train_alone(data, conf: dict, trainer: dict, threads: int, model=None):
+    """`run_site` on one party's data with the conf's trainer settings updated by `trainer`."""
+    import torch
+
+    from fate_components.core.federated import run_site
+    from fate_components.core.model import build_model
+    from fate_components.core.training import TrainConfig
+
+    torch.set_num_threads(threads)
+    fields = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{k: v for k, v in {**conf["parameters"]["common"]["trainer"], **trainer}.items()
+                            if k in fields})
+    if model is None:
+        model = build_model(conf["parameters"]["common"]["trainer"]["model"], seed=config.seed)
+    run_site(model, data, config, ((r, None) for r in range(config.rounds)), KeepLocal())
+    return model
+
+
+@dataclass
+class HeldOut:
+    """A common test set no site trains on, and LUNA16 scoring of a model on it."""
+
+    x: object
+    y: object
+    scored_at: list
+    nodules: list
+    scans: list
+
+    def score(self, model, n_boot: int = 1000) -> tuple[float, float, float, float]:
+        """(CPM, CI low, CI high, AUC)."""
+        from fate_components.core.froc import Scored, bootstrap_cpm
+        from fate_components.core.training import binary_auc, predict_proba
+
+        p = predict_proba(model, self.x)
+        scored = [Scored(uid, xyz, float(prob)) for (uid, xyz), prob in zip(self.scored_at, p)]
+        cpm, low, high = bootstrap_cpm(scored, self.nodules, scans=self.scans, n_boot=n_boot, seed=0)
+        return cpm, low, high, binary_auc(self.y, p)
+
+
+def held_out(work: Path, size: str, conf: dict, seed: int = 1) -> HeldOut:
+    """Patients of a new seed, dealt equally to the three scanner profiles, cut in predict mode."""
+    import numpy as np
+
+    from fate_components.core.candidates import read_annotations
+    from fate_components.core.froc import Finding
+    from fate_components.core.patch_dataset import PatchDataset, build_patch_dataset
+    from fate_components.core.sample_data import generate_federation
+
+    reader, spec = reader_spec(conf)
+    dirs = generate_federation(work / "heldout", size=size, seed=seed, split=(1 / 3, 1 / 3, 1 / 3))
+    xs, ys, scored_at, nodules, scans = [], [], [], [], []
+    for name, site_dir in dirs.items():
+        out = work / "patches" / f"heldout_{name}"
+        build_patch_dataset(site_dir, out, spec=spec, mode="predict", seed=reader["seed"])
+        dataset = PatchDataset(out)
+        xs.append(np.asarray(dataset.patches))
+        ys.append(dataset.labels)
+        scored_at += [(r.seriesuid, r.world_xyz_mm) for r in dataset.table]
+        nodules += [Finding(a.seriesuid, a.world_xyz_mm, a.diameter_mm)
+                    for a in read_annotations(site_dir / "annotations.csv")]
+        scans += sorted({r.seriesuid for r in dataset.table})
+    return HeldOut(np.concatenate(xs), np.concatenate(ys), scored_at, nodules, scans)

@@ -21,55 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from _harness import model_dir, run_job, standalone_federation
-
-
-class KeepLocal:
-    """The aggregator of a single party: the weighted mean over one site is its own update."""
-
-    def weighted_mean(self, handle, tag, arrays, weight):
-        return arrays
-
-
-def _reader_spec(conf: dict):
-    from fate_components.core.patches import PatchSpec
-
-    r = conf["parameters"]["common"]["reader_train"]
-    return r, PatchSpec(size_mm=r["patch_size_mm"], size_voxels=r["patch_voxels"], hu_min=r["hu_min"],
-                        hu_max=r["hu_max"])
-
-
-def _train_alone(data, conf: dict, trainer: dict, threads: int):
-    import torch
-
-    from fate_components.core.federated import run_site
-    from fate_components.core.model import build_model
-    from fate_components.core.training import TrainConfig
-
-    torch.set_num_threads(threads)
-    fields = TrainConfig.__dataclass_fields__
-    config = TrainConfig(**{k: v for k, v in {**conf["parameters"]["common"]["trainer"], **trainer}.items()
-                            if k in fields})
-    model = build_model(conf["parameters"]["common"]["trainer"]["model"], seed=config.seed)
-    run_site(model, data, config, ((r, None) for r in range(config.rounds)), KeepLocal())
-    return model
-
-
-def _pool(parts):
-    from fate_components.core.federated import SiteData
-
-    return SiteData(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("train_x", "train_y", "val_x", "val_y")))
+from _harness import held_out, model_dir, pool, run_job, site_datasets, standalone_federation, train_alone
 
 
 def main(argv=None) -> int:
-    from fate_components.components._trainer import load_model, load_site_data
-    from fate_components.core.candidates import read_annotations
-    from fate_components.core.froc import Finding, Scored, bootstrap_cpm
-    from fate_components.core.patch_dataset import PatchDataset, build_patch_dataset
-    from fate_components.core.sample_data import generate_federation
-    from fate_components.core.training import binary_auc, predict_proba
+    from fate_components.components._trainer import load_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="bench")
@@ -85,37 +41,18 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="fate_lung_pays_"))
     t_start = time.perf_counter()
     with standalone_federation(work, args.size) as fed:
-        reader, spec = _reader_spec(fed.conf)
         # The held-out patients: a new seed, dealt equally to the three scanner profiles.
-        heldout_dirs = generate_federation(work / "heldout", size=args.size, seed=1, split=(1 / 3, 1 / 3, 1 / 3))
-        heldout_x, heldout_y, scored_at, nodules, scans = [], [], [], [], []
-        for name, site_dir in heldout_dirs.items():
-            out = work / "patches" / f"heldout_{name}"
-            build_patch_dataset(site_dir, out, spec=spec, mode="predict", seed=reader["seed"])
-            dataset = PatchDataset(out)
-            heldout_x.append(np.asarray(dataset.patches))
-            heldout_y.append(dataset.labels)
-            scored_at += [(r.seriesuid, r.world_xyz_mm) for r in dataset.table]
-            nodules += [Finding(a.seriesuid, a.world_xyz_mm, a.diameter_mm)
-                        for a in read_annotations(site_dir / "annotations.csv")]
-            scans += sorted({r.seriesuid for r in dataset.table})
-        heldout_x, heldout_y = np.concatenate(heldout_x), np.concatenate(heldout_y)
-
-        site_data = {}
-        for name, site_dir in fed.site_dirs.items():
-            out = work / "patches" / name
-            build_patch_dataset(site_dir, out, spec=spec, mode="train", negative_ratio=reader["negative_ratio"],
-                                val_fraction=reader["val_fraction"], seed=reader["seed"])
-            site_data[name] = load_site_data(out)[1]
+        heldout = held_out(work, args.size, fed.conf, seed=1)
+        site_data = site_datasets(fed, work)
 
         models, seconds = {}, {}
         t0 = time.perf_counter()
-        models["(a) centralized, pooled data"] = _train_alone(_pool(site_data.values()), fed.conf, trainer,
+        models["(a) centralized, pooled data"] = train_alone(pool(site_data.values()), fed.conf, trainer,
                                                              args.threads)
         seconds["(a) centralized, pooled data"] = time.perf_counter() - t0
         for name, data in site_data.items():
             t0 = time.perf_counter()
-            models[f"(b) {name} alone"] = _train_alone(data, fed.conf, trainer, args.threads)
+            models[f"(b) {name} alone"] = train_alone(data, fed.conf, trainer, args.threads)
             seconds[f"(b) {name} alone"] = time.perf_counter() - t0
         guest = next(s for s in fed.sites if s.role == "guest")
         for label, mu in (("(c) FedAvg + Paillier", 0.0), (f"(d) FedProx mu={args.fedprox_mu} + Paillier",
@@ -126,20 +63,17 @@ def main(argv=None) -> int:
             seconds[label] = time.perf_counter() - t0
 
     n_train = {name: len(d.train_x) for name, d in site_data.items()}
-    print(f"\nheld-out test set: {len(scans)} scans, {len(nodules)} nodules, {len(heldout_y)} candidates "
-          f"({int(heldout_y.sum())} on a nodule); training patches per site {n_train}")
+    print(f"\nheld-out test set: {len(heldout.scans)} scans, {len(heldout.nodules)} nodules, {len(heldout.y)} "
+          f"candidates ({int(heldout.y.sum())} on a nodule); training patches per site {n_train}")
     print(f"budget: {args.rounds} rounds x {args.local_epochs} local epochs, learning rate {args.learning_rate}, "
           f"default model, seed 0; CI: {args.bootstrap} bootstrap resamples of the held-out scans\n")
     print("| training | CPM (95% CI) | AUC | wall time |")
     print("|---|---|---|---|")
     cpms = {}
     for label, model in models.items():
-        p = predict_proba(model, heldout_x)
-        scored = [Scored(uid, xyz, float(prob)) for (uid, xyz), prob in zip(scored_at, p)]
-        cpm, low, high = bootstrap_cpm(scored, nodules, scans=scans, n_boot=args.bootstrap, seed=0)
+        cpm, low, high, auc = heldout.score(model, args.bootstrap)
         cpms[label] = cpm
-        print(f"| {label} | {cpm:.3f} ({low:.3f}-{high:.3f}) | {binary_auc(heldout_y, p):.3f} | "
-              f"{seconds[label]:.0f} s |")
+        print(f"| {label} | {cpm:.3f} ({low:.3f}-{high:.3f}) | {auc:.3f} | {seconds[label]:.0f} s |")
     central = cpms["(a) centralized, pooled data"]
     best_single = max(v for k, v in cpms.items() if k.startswith("(b)"))
     for label in (k for k in cpms if k.startswith(("(c)", "(d)"))):

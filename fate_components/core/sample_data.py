@@ -67,11 +67,13 @@ class SizeSpec:
     z_extent_mm: float   # scanned length
 
 
-# tiny: ~100x100x(32-80) voxels, all three sites in a few seconds; small: ~128x128; bench: ~160x160.
+# tiny: ~100x100x(32-80) voxels, all three sites in a few seconds; small: ~128x128; bench: ~160x160;
+# patients: small's scans, but enough patients per site for patient-level differential privacy.
 SIZES: dict[str, SizeSpec] = {
     "tiny": SizeSpec(12, 150.0, 80.0),
     "small": SizeSpec(30, 192.0, 100.0),
     "bench": SizeSpec(60, 240.0, 150.0),
+    "patients": SizeSpec(480, 192.0, 100.0),
 }
 
 _EDGE_MM = 0.8   # width of the linear partial-volume ramp at object borders
