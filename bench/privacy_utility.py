@@ -5,9 +5,9 @@
 Three sample hospitals of the `patients` size (480 patients, about 128 training patients per
 site) train the README's main job (Paillier aggregation) on a standalone FATE-Flow of their
 own: once without DP, then once per target epsilon with dp.mode=sample. For each target the
-noise multiplier comes from Opacus (`get_noise_multiplier`) for the site with the fewest
-training patients (the highest sampling rate); dp.max_epsilon is set to the target, so no site
-can end above it. Every model is scored on one common held-out set of 60 further patients
+noise multiplier comes from Opacus (`get_noise_multiplier`) for the site that spends its
+budget fastest (sampling rate and steps per epoch differ by site); dp.max_epsilon is set to the
+target, so no site can end above it. Every model is scored on one common held-out set of 60 further patients
 (LUNA16 CPM with a 95% bootstrap CI over scans, and AUC). Training time per local epoch
 comes from the sites' round histories, DP-SGD against plain training.
 

@@ -17,7 +17,8 @@ def _data(evaluated: bool = True) -> dict:
                      "slice_spacing_range_mm": [1.0, 2.5], "skipped_scans": 0, "skipped_candidates": 0},
             "evaluation": {"cpm": 0.61, "cpm_ci95": [0.4, None], "auc": 0.9, "froc_band": band,
                            "froc": {"fps_per_scan": [0, 1], "sensitivity": [0, 0.6]}} if evaluated else None}
-    return {"job_id": "202611260000000000000", "sites": {"hospital_a": site, "hospital_<b>": dict(site)}}
+    return {"job_id": "202611260000000000000",
+            "sites": {"hospital_a": site, "hospital_<b>": {**site, "epsilon": [[1, 1.5], [2, 2.345]]}}}
 
 
 def test_report_writes_page_plots_and_data(tmp_path):
@@ -29,6 +30,7 @@ def test_report_writes_page_plots_and_data(tmp_path):
     text = page.read_text()
     assert text.count("<tr><td>hospital_") == 2 and "hospital_&lt;b&gt;" in text   # names are escaped
     assert "0.610 (0.400-n/a)" in text and "0.70 x 0.70 x 1.25" in text
+    assert "<td>no DP</td>" in text and "<td>2.35</td>" in text   # a site's last epsilon, when DP was on
     assert json.loads((tmp_path / "report" / "report.json").read_text())["job_id"] == "202611260000000000000"
 
 
