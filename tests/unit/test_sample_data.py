@@ -150,7 +150,7 @@ def test_command_line_writes_the_requested_sites(tmp_path, capsys):
 
 
 def test_bad_arguments_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"size must be one of tiny, small, bench, not 'huge'"):
+    with pytest.raises(ConfigError, match=r"size must be one of tiny, small, bench, patients, not 'huge'"):
         generate_federation(tmp_path, size="huge")
     with pytest.raises(ConfigError, match=r"unknown hospital\(s\) hospital_z"):
         generate_federation(tmp_path, hospitals=("hospital_z",), split=(1.0,))
