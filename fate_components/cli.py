@@ -181,6 +181,33 @@ def cmd_stop(args) -> int:
     return 0
 
 
+def cmd_deploy(args) -> int:
+    from fate_components.ops import deploy, multisite
+    from fate_components.ops.jobs import load_json
+
+    root = Path(args.root).resolve()
+    if args.action == "up":
+        d = deploy.up(root, load_json(Path(args.conf)))
+        print(f"RabbitMQ pid {d.rabbitmq_pid} (amqp :{d.amqp_port}, management :{d.mng_port}); "
+              f"nginx pid {d.nginx_pid} (:{d.nginx_port})")
+        for s in d.sites.values():
+            print(f"{s.name}: party {s.party_id}, FATE-Flow pid {s.pid} at http://127.0.0.1:{s.http_port}, "
+                  f"home {s.home}")
+        return 0
+    if args.action == "down":
+        print("stopped the three sites, nginx and RabbitMQ" if deploy.down(root) else f"nothing running in {root}")
+        return 0
+    if args.action == "status":
+        d = deploy.Deployment.load(root)
+        if d is None:
+            print(f"no deployment in {root}")
+            return 1
+        print(json.dumps({"up": deploy.is_up(d), **{k: v for k, v in d.__dict__.items() if k != "sites"},
+                          "sites": {n: s.__dict__ for n, s in d.sites.items()}}, indent=2))
+        return 0 if deploy.is_up(d) else 1
+    return multisite.run_demo(args)
+
+
 def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", help="FATE-Flow home started by fate-lung (default .fate-lung/flow)")
     p.add_argument("--ip", default="127.0.0.1", help="address of an existing FATE-Flow (with --port)")
@@ -202,6 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1800.0)
     p.add_argument("--stop-after", action="store_true", help="stop the FATE-Flow server when the demo ends")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("deploy", help="three FATE sites on this machine (own FATE-Flow each, RabbitMQ federation, "
+                                      "nginx proxy): up, down, status, or demo (the main job across them)")
+    p.add_argument("action", choices=["up", "down", "status", "demo"])
+    p.add_argument("--root", default=str(PROJECT_HOME / "deploy"), help="where the sites, broker and proxy live")
+    p.add_argument("--conf", default="conf/lung_conf.json")
+    p.add_argument("--dsl", default="dsl/lung.json")
+    p.add_argument("--size", default="bench", choices=["tiny", "small", "bench"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=3600.0)
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("stop", help="stop the FATE-Flow server that the demo started")
     p.add_argument("--home")

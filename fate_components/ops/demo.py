@@ -15,7 +15,6 @@ DEMO_LEARNING_RATE = 1e-3
 
 def run(args) -> int:
     from fate_components.cli import PROJECT_HOME, _flow_home
-    from fate_components.core.sample_data import generate_federation
     from fate_components.ops import flow_server, runner
     from fate_components.ops.jobs import compile_dag, load_json, parse_sites
     from fate_components.ops.site_data import bind_site, check_site
@@ -25,11 +24,7 @@ def run(args) -> int:
     server = flow_server.start(home)
     print(f"[1/5] FATE-Flow standalone: {server.address} (pid {server.pid}, home {home})")
 
-    data_root = (PROJECT_HOME / "data" / f"{args.size}-seed{args.seed}").resolve()
-    if not (data_root / ".complete").exists():
-        shutil.rmtree(data_root, ignore_errors=True)
-        generate_federation(data_root, size=args.size, seed=args.seed)
-        (data_root / ".complete").write_text("")
+    data_root = sample_data(args.size, args.seed)
     print(f"[2/5] sample data for three hospitals in {data_root}")
 
     conf = load_json(Path(args.conf))
@@ -47,7 +42,7 @@ def run(args) -> int:
         bind_site(client, site_dir, namespace=table["namespace"], name=table["name"])
     print("[3/5] each hospital's directory bound into FATE (flow table bind)")
 
-    conf = _demo_conf(conf, args.rounds or DEMO_ROUNDS)
+    conf = _demo_conf(conf, args.rounds)
     rounds = conf["parameters"]["common"]["trainer"]["rounds"]
     print(f"[4/5] training: {rounds} rounds (the conf's default is 20; the demo runs fewer to finish quickly), "
           f"learning rate {conf['parameters']['common']['trainer']['learning_rate']}")
@@ -87,16 +82,33 @@ def run(args) -> int:
     return 0
 
 
-def _demo_conf(conf: dict, rounds: int) -> dict:
+def sample_data(size: str, seed: int) -> Path:
+    """The three sample hospitals of (size, seed), generated once and reused."""
+    from fate_components.cli import PROJECT_HOME
+    from fate_components.core.sample_data import generate_federation
+
+    data_root = (PROJECT_HOME / "data" / f"{size}-seed{seed}").resolve()
+    if not (data_root / ".complete").exists():
+        shutil.rmtree(data_root, ignore_errors=True)
+        generate_federation(data_root, size=size, seed=seed)
+        (data_root / ".complete").write_text("")
+    return data_root
+
+
+def _demo_conf(conf: dict, rounds: int | None) -> dict:
     conf = copy.deepcopy(conf)
     trainer = conf["parameters"]["common"]["trainer"]
-    trainer["rounds"] = rounds
+    trainer["rounds"] = rounds or DEMO_ROUNDS
     trainer["learning_rate"] = DEMO_LEARNING_RATE
     return conf
 
 
-def collect_results(client, home: Path, job_id: str, sites, results: Path) -> tuple[dict, dict]:
-    """Download models and metrics through FATE-Flow; score held-out patients; returns (summary, metrics)."""
+def collect_results(client, home: Path, job_id: str, sites, results: Path, *, site_clients: dict | None = None,
+                    site_homes: dict | None = None) -> tuple[dict, dict]:
+    """Download models and metrics through FATE-Flow; score held-out patients; returns (summary, metrics).
+
+    Multi-site, each site's outputs live in its own FATE-Flow: `site_clients` and `site_homes` by site name.
+    """
     import numpy as np
 
     from fate_components.core.training import binary_auc
@@ -106,22 +118,24 @@ def collect_results(client, home: Path, job_id: str, sites, results: Path) -> tu
     metrics, summary = {}, {"job_id": job_id, "sites": {}}
     all_y, all_p = [], []
     for site in sites:
-        metrics[site.name] = runner.step_metrics(client, job_id, site.role, site.party_id, "trainer")
+        site_client = (site_clients or {}).get(site.name, client)
+        site_home = (site_homes or {}).get(site.name, home)
+        metrics[site.name] = runner.step_metrics(site_client, job_id, site.role, site.party_id, "trainer")
         if site.role == "arbiter":
             continue
         model_dir = results / "models"
         model_dir.mkdir(exist_ok=True)
-        client.output.download_model(job_id=job_id, role=site.role, party_id=site.party_id, task_name="trainer",
+        site_client.output.download_model(job_id=job_id, role=site.role, party_id=site.party_id, task_name="trainer",
                                      path=str(model_dir / site.name))
-        pred_dir = runner.data_output_dir(home, job_id, site.role, site.party_id, "trainer", "predictions")
+        pred_dir = runner.data_output_dir(site_home, job_id, site.role, site.party_id, "trainer", "predictions")
         preds = _read_predictions(pred_dir / "predictions.csv")
         held = [r for r in preds if r["patient_split"] == "val"]
         y = np.array([int(r["class"]) for r in held])
         p = np.array([float(r["probability"]) for r in held])
         all_y.append(y)
         all_p.append(p)
-        evaluation = json.loads((runner.data_output_dir(home, job_id, site.role, site.party_id, "evaluation", "report")
-                                 / "evaluation.json").read_text())
+        evaluation_dir = runner.data_output_dir(site_home, job_id, site.role, site.party_id, "evaluation", "report")
+        evaluation = json.loads((evaluation_dir / "evaluation.json").read_text())
         summary["sites"][site.name] = {"predictions": str(pred_dir / "submission.csv"),
                                        "heldout_cpm": evaluation["cpm"], "heldout_cpm_ci95": evaluation["cpm_ci95"],
                                        "heldout_candidates": len(held), "heldout_auc": binary_auc(y, p),

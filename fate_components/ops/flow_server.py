@@ -99,7 +99,17 @@ def _fate_flow_package() -> Path:
     return Path(fate_flow.__file__).parent
 
 
-def _write_conf(home: Path, host: str, http_port: int, grpc_port: int, party_id: str) -> None:
+def _merge(base: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _write_conf(home: Path, host: str, http_port: int, grpc_port: int, party_id: str,
+                overrides: dict | None = None, files: dict[str, dict] | None = None) -> None:
     conf = home / "conf"
     if conf.exists():
         shutil.rmtree(conf)
@@ -111,7 +121,10 @@ def _write_conf(home: Path, host: str, http_port: int, grpc_port: int, party_id:
     config["fateflow"]["http_port"] = http_port
     config["fateflow"]["grpc_port"] = grpc_port
     config["database"]["sqlite"]["path"] = str(home / "fate_flow_sqlite.db")
+    _merge(config, overrides or {})
     path.write_text(yaml.dump(config, default_flow_style=False))
+    for name, content in (files or {}).items():
+        (conf / name).write_text(yaml.dump(content, default_flow_style=False))
 
 
 def server_env(home: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
@@ -134,8 +147,13 @@ def load_state(home: Path) -> FlowServer | None:
 
 
 def start(home: Path, *, host: str = "127.0.0.1", http_port: int | None = None,
-          party_id: str = "9999", timeout_s: float = 120.0, extra_env: dict[str, str] | None = None) -> FlowServer:
-    """Start a standalone FATE-Flow in `home`, or return the one already running there."""
+          party_id: str = "9999", timeout_s: float = 120.0, extra_env: dict[str, str] | None = None,
+          conf_overrides: dict | None = None, conf_files: dict[str, dict] | None = None) -> FlowServer:
+    """Start a FATE-Flow in `home`, or return the one already running there.
+
+    Standalone unless `conf_overrides` (merged into service_conf.yaml) say otherwise;
+    `conf_files` are further files of its conf directory (e.g. a route table).
+    """
     home = Path(home).resolve()
     running = load_state(home)
     if running is not None and running.is_alive():
@@ -149,7 +167,7 @@ def start(home: Path, *, host: str = "127.0.0.1", http_port: int | None = None,
     grpc_port = free_port(host)
     while grpc_port == http_port:
         grpc_port = free_port(host)
-    _write_conf(home, host, http_port, grpc_port, party_id)
+    _write_conf(home, host, http_port, grpc_port, party_id, conf_overrides, conf_files)
     log = open(home / "logs" / "server.out", "ab")
     proc = subprocess.Popen(
         [sys.executable, str(_fate_flow_package() / "fate_flow_server.py")],

@@ -20,11 +20,13 @@ from fate_components.core.errors import LungError
 PLOTS = ("loss.png", "validation.png", "froc.png")
 
 
-def collect(client, home: Path, job_id: str, sites, metrics: dict[str, dict] | None = None) -> dict:
+def collect(client, home: Path, job_id: str, sites, metrics: dict[str, dict] | None = None, *,
+            site_clients: dict | None = None, site_homes: dict | None = None) -> dict:
     """Everything the page shows, as plain data (also written next to the page as report.json).
 
     `metrics` ({site name: step metrics of its trainer}) saves querying FATE-Flow again when the
-    caller already has them.
+    caller already has them. Multi-site, each site's FATE-Flow and home come from `site_clients`
+    and `site_homes` (by site name).
     """
     from fate_components.ops import runner
 
@@ -32,8 +34,10 @@ def collect(client, home: Path, job_id: str, sites, metrics: dict[str, dict] | N
     for site in sites:
         if site.role == "arbiter":
             continue
+        site_client = (site_clients or {}).get(site.name, client)
+        site_home = (site_homes or {}).get(site.name, home)
         metrics_of_site = ((metrics or {}).get(site.name)
-                           or runner.step_metrics(client, job_id, site.role, site.party_id, "trainer"))
+                           or runner.step_metrics(site_client, job_id, site.role, site.party_id, "trainer"))
         if not metrics_of_site.get("train_loss"):
             raise LungError(f"job {job_id}: no training metrics for {site.name} ({site.role} {site.party_id}); "
                             f"is this a training job of dsl/lung.json?")
@@ -42,9 +46,9 @@ def collect(client, home: Path, job_id: str, sites, metrics: dict[str, dict] | N
                  "val_auc": _series(metrics_of_site.get("val_auc")),
                  "global_val_loss": _series(metrics_of_site.get("global_val_loss")),
                  "epsilon": _series(metrics_of_site.get("epsilon")),
-                 "data": _data_summary(home, job_id, site)}
+                 "data": _data_summary(site_home, job_id, site)}
         try:
-            report = runner.data_output_dir(home, job_id, site.role, site.party_id, "evaluation", "report")
+            report = runner.data_output_dir(site_home, job_id, site.role, site.party_id, "evaluation", "report")
             entry["evaluation"] = json.loads((report / "evaluation.json").read_text())
         except runner.JobError:
             entry["evaluation"] = None   # a job without the evaluation task: the page says so

@@ -78,11 +78,13 @@ class RoundProgress:
     printer: Callable[[str], None] = print
     shown: int = 0
     history: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    site_clients: dict[str, object] = field(default_factory=dict)   # multi-site: each site's own FATE-Flow
 
     def poll(self) -> None:
         data_sites = [s for s in self.sites if s.role != "arbiter"]
         for site in data_sites:
-            self.history[site.name] = step_metrics(self.client, self.job_id, site.role, site.party_id, self.task)
+            client = self.site_clients.get(site.name, self.client)
+            self.history[site.name] = step_metrics(client, self.job_id, site.role, site.party_id, self.task)
         while True:
             r = self.shown
             # global_val_loss is logged last in a round: once it is there, the round is complete.
