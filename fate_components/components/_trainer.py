@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -18,7 +19,10 @@ from fate_components.core.privacy import DPConfig, planned_rounds
 from fate_components.core.signature import model_signature
 from fate_components.core.training import TrainConfig, predict_proba
 
+from fate_components.core.errors import ConfigError
+
 from ._artifacts import publish_directory, replace_file
+from ._checkpoints import CheckpointStore
 from ._federation import agree_min, arbiter_check, check_aggregation, make_client, make_server, site_check
 
 logger = logging.getLogger(__name__)
@@ -76,7 +80,8 @@ def _dp_plan(privacy: DPConfig, config: TrainConfig, data: SiteData, n_sites: in
 
 
 def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, aggregation: str, agg_options: dict,
-               train_data, test_data, warm_start_model, output_model, predictions, privacy: DPConfig) -> None:
+               train_data, test_data, warm_start_model, output_model, predictions, privacy: DPConfig, *,
+               checkpoint_dir: str = "", resume: bool = False) -> None:
     check_aggregation(aggregation, agg_options.get("allow_plaintext", False))
     dataset, data = load_site_data(train_data.get_directory())
     model_config = ModelConfig.from_dict(model_options or {})
@@ -97,6 +102,7 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
     if max_rounds is not None and max_rounds < config.rounds:
         logger.info("%s: the privacy budget (max_epsilon %s) allows %d of %d rounds", site_name,
                     privacy.max_epsilon, max_rounds, config.rounds)
+    store, resume_state = _checkpoints(ctx, site_name, checkpoint_dir, resume, model, config, aggregation, privacy)
     aggregator = make_client(aggregation, agg_options).setup(ctx)
 
     history: list[dict] = []
@@ -131,7 +137,7 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
     try:
         run_site(model, data, config, ctx.on_iterations.ctxs_range(config.rounds), aggregator, on_round,
                  signal_continue=_signal_continue if ctx.is_on_guest else None, privacy=privacy, n_sites=n_sites,
-                 max_rounds=max_rounds)
+                 max_rounds=max_rounds, checkpoint=store.save if store else None, resume_state=resume_state)
     finally:
         aggregator.close()
     meta = {"model_config": model_config.to_dict(), "train_config": config.to_dict(), "aggregation": aggregation,
@@ -146,14 +152,42 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
         _write_predictions(model, PatchDataset(Path(test_data.get_directory())), predictions)
 
 
+def _checkpoints(ctx, site_name: str, checkpoint_dir: str, resume: bool, model, config: TrainConfig,
+                 aggregation: str, privacy: DPConfig) -> tuple[CheckpointStore | None, dict | None]:
+    """The site's checkpoint store and, on resume, the state after the last round every site completed.
+
+    The sites agree on that round among themselves; the guest tells the arbiter where to continue.
+    """
+    fingerprint = hashlib.sha256(json.dumps({"model": model_signature(model)["hash"], "train": config.to_dict(),
+                                             "aggregation": aggregation, "dp": privacy.to_dict()},
+                                            sort_keys=True, default=str).encode()).hexdigest()
+    store = CheckpointStore(Path(checkpoint_dir), fingerprint) if checkpoint_dir else None
+    if not resume:
+        if store is not None:
+            store.clear()   # a fresh job: earlier checkpoints in this directory are not its rounds
+        return store, None
+    if store is None:
+        raise ConfigError(f"{site_name}: resume needs checkpoint_dir (set it for every site under parameters.sites)")
+    agreed = agree_min(ctx, "resume_round", store.last_round())
+    if ctx.is_on_guest:
+        ctx.sub_ctx("resume").arbiter.put("round", agreed)
+    if agreed < 0:
+        logger.warning("%s: resume asked, but not every site holds a checkpoint: training starts at round 1", site_name)
+        return store, None
+    logger.info("%s: resuming after round %d, the last round every site completed", site_name, agreed + 1)
+    return store, store.load(agreed)
+
+
 def _signal_continue(handle, go_on: bool) -> None:
     """The guest tells the arbiter whether the sites continue (every site reached the same decision)."""
     handle.sub_ctx("control").arbiter.put("continue", go_on)
 
 
-def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict, output_model) -> None:
+def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict, output_model, *,
+                  resume: bool = False) -> None:
     check_aggregation(aggregation, agg_options.get("allow_plaintext", False))
     arbiter_check(ctx, check_torch_version=agg_options.get("strict_check", True))
+    start_after = int(ctx.sub_ctx("resume").guest.get("round")) if resume else -1
     server = make_server(aggregation, agg_options, ctx)
     rounds = []
 
@@ -165,7 +199,8 @@ def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict,
         rounds.append({"round": round_idx, "round_seconds": seconds})
 
     run_server(ctx.on_iterations.ctxs_range(config.rounds), server, on_round,
-               should_continue=lambda handle: bool(handle.sub_ctx("control").guest.get("continue")))
+               should_continue=lambda handle: bool(handle.sub_ctx("control").guest.get("continue")),
+               start_after=start_after)
     if output_model is not None:
         directory = Path(output_model.get_directory())
         summary = {"aggregation": aggregation, "rounds": rounds}

@@ -64,10 +64,20 @@ def train(
     seed: cpn.parameter(type=int, default=0, desc="seed of the initial weights and batch order"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1,
                            desc="torch threads per party (one process runs per party)"),
+    federation_timeout: cpn.parameter(type=params.confloat(gt=0), default=1800.0,
+                                      desc="seconds a party waits for another party's message before it fails the "
+                                           "job naming that party (FATE's RabbitMQ federation has no timeout)"),
+    checkpoint_dir: cpn.parameter(type=str, default="",
+                                  desc="a site-local directory: after every round the site saves a checkpoint there "
+                                       "(set per site under parameters.sites; empty = none)"),
+    resume: cpn.parameter(type=bool, default=False,
+                          desc="continue from the last round completed by every site, from checkpoint_dir"),
 ):
-    from fate_components.components import _trainer
+    from fate_components.components import _trainer, _watchdog
 
     _trainer.limit_threads(threads)
+    watchdog = _watchdog.FederationWatchdog(federation_timeout, label=lambda party: f"{party[0]} {party[1]}")
+    watchdog.install(ctx.federation)
     from fate_components.core.privacy import DPConfig
     from fate_components.core.training import TrainConfig
 
@@ -79,11 +89,15 @@ def train(
                          aug_intensity_jitter=aug_intensity_jitter)
     privacy.check_training(config.fedprox_mu)   # on every party, the arbiter included, before any exchange
     agg_options = {"paillier": paillier, "allow_plaintext": allow_plaintext, "strict_check": strict_check}
-    if role.is_arbiter:
-        _trainer.train_arbiter(ctx, config, aggregation, agg_options, output_model)
-    else:
-        _trainer.train_site(ctx, config, site_name or role.name, model, aggregation, agg_options, train_data,
-                            test_data, warm_start_model, output_model, predictions, privacy)
+    try:
+        if role.is_arbiter:
+            _trainer.train_arbiter(ctx, config, aggregation, agg_options, output_model, resume=resume)
+        else:
+            _trainer.train_site(ctx, config, site_name or role.name, model, aggregation, agg_options, train_data,
+                                test_data, warm_start_model, output_model, predictions, privacy,
+                                checkpoint_dir=checkpoint_dir, resume=resume)
+    finally:
+        watchdog.stop()
 
 
 @homo_lung_nn.predict()

@@ -63,7 +63,8 @@ class RoundReport:
 def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iterable[tuple[int, Any]],
              aggregator: UpdateAggregator, on_round: Callable[[RoundReport], None] | None = None,
              signal_continue: Callable[[Any, bool], None] | None = None, *, privacy: DPConfig | None = None,
-             n_sites: int = 1, max_rounds: int | None = None) -> list[RoundReport]:
+             n_sites: int = 1, max_rounds: int | None = None, checkpoint: Callable[[dict], None] | None = None,
+             resume_state: dict | None = None) -> list[RoundReport]:
     """Train locally, average with the other sites, evaluate; once per round.
 
     Early stopping: every site holds the same global validation loss after each round, so
@@ -71,6 +72,8 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
     loss value), and the sites keep the best round's model. `max_rounds` (the rounds every
     site's privacy budget allows, agreed before round 1) ends training after that round.
     `privacy` turns on patient-level DP-SGD (mode sample) or hospital-level DP-FedAvg (client).
+    `checkpoint` receives the full training state after every completed round; `resume_state`
+    (such a state) continues after its round exactly as the uninterrupted run would have.
     """
     privacy = privacy or DPConfig()
     generator = torch.Generator().manual_seed(config.seed)
@@ -81,8 +84,21 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
     reports = []
     n_train = len(data.train_x)
     best_loss, best_round, best_state = float("inf"), -1, None
+    start_after = -1
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        generator.set_state(resume_state["generator"])
+        torch.set_rng_state(resume_state["torch_rng"])
+        best_loss, best_round = resume_state["best_loss"], resume_state["best_round"]
+        best_state = resume_state.get("best_state")
+        if dp_sgd is not None:
+            dp_sgd.steps = resume_state["dp_steps"]
+        start_after = resume_state["round"]
     try:
         for round_idx, handle in rounds:
+            if round_idx <= start_after:
+                continue
             lr = config.learning_rate_at(round_idx)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -129,6 +145,11 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
             reports.append(report)
             if on_round is not None:
                 on_round(report)
+            if checkpoint is not None:
+                checkpoint({"round": round_idx, "model": copy.deepcopy(model.state_dict()),
+                            "optimizer": copy.deepcopy(optimizer.state_dict()), "generator": generator.get_state(),
+                            "torch_rng": torch.get_rng_state(), "best_loss": best_loss, "best_round": best_round,
+                            "best_state": best_state, "dp_steps": dp_sgd.steps if dp_sgd is not None else 0})
             if signal_continue is not None:
                 signal_continue(handle, not (stop or budget_spent))
             if stop or budget_spent:
@@ -160,9 +181,11 @@ def _patient_dp_sgd(model: nn.Module, optimizer: torch.optim.Optimizer, data: Si
 
 def run_server(rounds: Iterable[tuple[int, Any]], server: AggregationServer,
                on_round: Callable[[int, float | None, float], None] | None = None,
-               should_continue: Callable[[Any], bool] | None = None) -> None:
+               should_continue: Callable[[Any], bool] | None = None, start_after: int = -1) -> None:
     """The arbiter's side of `run_site`: per round, the model exchange then the validation loss."""
     for round_idx, handle in rounds:
+        if round_idx <= start_after:   # rounds the sites completed before a resume
+            continue
         t0 = time.perf_counter()
         server.aggregate(handle, "model")
         val = server.aggregate(handle, "val_loss")
