@@ -65,8 +65,10 @@ def train(
     threads: cpn.parameter(type=params.conint(gt=0), default=1,
                            desc="torch threads per party (one process runs per party)"),
     federation_timeout: cpn.parameter(type=params.confloat(gt=0), default=1800.0,
-                                      desc="seconds a party waits for another party's message before it fails the "
-                                           "job naming that party (FATE's RabbitMQ federation has no timeout)"),
+                                      desc="seconds the coordinator waits for a hospital's message before it fails "
+                                           "the job naming that hospital; hospitals wait twice as long, so the "
+                                           "coordinator's message is the one on record (FATE's RabbitMQ federation "
+                                           "has no timeout)"),
     checkpoint_dir: cpn.parameter(type=str, default="",
                                   desc="a site-local directory: after every round the site saves a checkpoint there "
                                        "(set per site under parameters.sites; empty = none)"),
@@ -76,7 +78,8 @@ def train(
     from fate_components.components import _trainer, _watchdog
 
     _trainer.limit_threads(threads)
-    watchdog = _watchdog.FederationWatchdog(federation_timeout, label=lambda party: f"{party[0]} {party[1]}")
+    timeout = federation_timeout if role.is_arbiter else 2 * federation_timeout
+    watchdog = _watchdog.FederationWatchdog(timeout, label=lambda party: f"{party[0]} {party[1]}")
     watchdog.install(ctx.federation)
     from fate_components.core.privacy import DPConfig
     from fate_components.core.training import TrainConfig
