@@ -90,9 +90,18 @@ class _Wait:
 
 def _end_task(message: str) -> None:
     # The main thread is blocked inside pika and cannot be interrupted; the task process ends here,
-    # after its error is on record, and its FATE-Flow fails the job.
+    # after its error is on record, and its FATE-Flow fails the job. Its workers (FATE's standalone
+    # computing pool) go first: they hold the task's output pipes, and FATE-Flow's entrypoint waits
+    # for those to close before it reports the task as ended.
+    import psutil
+
     logger.error(message)
     print(message, file=sys.stderr, flush=True)
     for handler in logging.getLogger().handlers:
         handler.flush()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
     os._exit(3)
