@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo stop test test-unit test-e2e clean
+.PHONY: install demo stop test test-unit test-e2e test-deploy deploy-up deploy-down clean
 
 install:
 	bash scripts/install.sh
@@ -19,8 +19,19 @@ test: install
 	bash scripts/install_browser.sh
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
+# Three FATE sites (own FATE-Flow each, RabbitMQ, nginx): the multi-site job and the failure scenarios.
+test-deploy: install
+	bash deploy/install_system.sh
+	$(PY) -m pytest -ra -m deploy $(PYTEST_ARGS)
+
+deploy-up:
+	bash deploy/up.sh
+
+deploy-down:
+	bash deploy/down.sh
+
 test-unit: install
-	$(PY) -m pytest -ra -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -m "not e2e and not deploy" $(PYTEST_ARGS)
 
 clean: stop
 	rm -rf .fate-lung
