@@ -17,7 +17,7 @@ stop:
 
 test: install
 	bash scripts/install_browser.sh
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -m "not deploy" $(PYTEST_ARGS)
 
 # Three FATE sites (own FATE-Flow each, RabbitMQ, nginx): the multi-site job and the failure scenarios.
 test-deploy: install
