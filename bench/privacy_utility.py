@@ -74,6 +74,17 @@ def _dp_sgd_overhead(data, conf: dict, patients_per_step: int, epochs: int) -> t
     return statistics.median(plain), statistics.median(private)
 
 
+def _print_row(row: dict, heldout, n_boot: int, base_epoch: float) -> None:
+    """Score one job's model and print its table row at once (a long run's rows are not lost to a later failure)."""
+    cpm, low, high, auc = heldout.score(row["model"], n_boot)
+    eps = "-" if row["epsilon"] is None else ", ".join(f"{v:.2f}" for v in row["epsilon"].values())
+    sigma = "-" if row["sigma"] is None else f"{row['sigma']:.2f}"
+    overhead = "" if row["sigma"] is None else f" ({row['epoch_s'] / base_epoch:.2f}x)"
+    row["line"] = (f"| {row['label']} | {sigma} | {eps} | {cpm:.3f} ({low:.3f}-{high:.3f}) | {auc:.3f} | "
+                   f"{row['epoch_s']:.1f}{overhead} | {row['wall']:.0f} s |")
+    print(row["line"], flush=True)
+
+
 def main(argv=None) -> int:
     from opacus.accountants.utils import get_noise_multiplier
 
@@ -123,6 +134,7 @@ def main(argv=None) -> int:
         rows.append({"label": "no DP", "sigma": None, "epsilon": None,
                      "model": load_model(model_dir(fed, job_id, guest))[0],
                      "epoch_s": _seconds_per_epoch(fed, job_id, args.local_epochs), "wall": time.perf_counter() - t0})
+        _print_row(rows[-1], heldout, args.bootstrap, rows[0]["epoch_s"])
         for target in (float(e) for e in args.epsilons.split(",")):
             sigma = max(get_noise_multiplier(target_epsilon=target, target_delta=args.delta, sample_rate=rate,
                                              steps=steps[name], accountant="rdp") for name, (rate, _) in spend.items())
@@ -139,6 +151,7 @@ def main(argv=None) -> int:
                          "rounds": rounds_run, "model": load_model(model_dir(fed, job_id, guest))[0],
                          "epoch_s": _seconds_per_epoch(fed, job_id, args.local_epochs),
                          "wall": time.perf_counter() - t0})
+            _print_row(rows[-1], heldout, args.bootstrap, rows[0]["epoch_s"])
             assert all(epsilon_for(DPConfig(**dp), rate, steps[name]) <= target for name, (rate, _) in spend.items())
 
         norm_rows = []
@@ -161,14 +174,8 @@ def main(argv=None) -> int:
     print("| training | noise multiplier | epsilon reached (per site) | held-out CPM (95% CI) | AUC | "
           "s per local epoch | job wall time |")
     print("|---|---|---|---|---|---|---|")
-    base_epoch = rows[0]["epoch_s"]
     for row in rows:
-        cpm, low, high, auc = heldout.score(row["model"], args.bootstrap)
-        eps = "-" if row["epsilon"] is None else ", ".join(f"{v:.2f}" for v in row["epsilon"].values())
-        sigma = "-" if row["sigma"] is None else f"{row['sigma']:.2f}"
-        overhead = "" if row["sigma"] is None else f" ({row['epoch_s'] / base_epoch:.2f}x)"
-        print(f"| {row['label']} | {sigma} | {eps} | {cpm:.3f} ({low:.3f}-{high:.3f}) | {auc:.3f} | "
-              f"{row['epoch_s']:.1f}{overhead} | {row['wall']:.0f} s |")
+        print(row["line"])
     if norm_rows:
         print("\npooled training without DP, same budget:\n")
         print("| normalisation | held-out CPM (95% CI) | AUC | wall time |")

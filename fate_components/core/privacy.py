@@ -182,6 +182,7 @@ class PatientDPSGD:
                                      max_grad_norm=config.clip, expected_batch_size=expected_patients,
                                      loss_reduction="mean", generator=noise_generator or secret_generator())
         self.steps = 0
+        self.max_patches_per_pass = 32
         self._sample_generator = sample_generator or secret_generator()
 
     def epsilon(self, extra_steps: int = 0) -> float:
@@ -199,20 +200,32 @@ class PatientDPSGD:
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         if len(rows):
-            x = torch.from_numpy(np.ascontiguousarray(patches[rows], dtype=np.float32))
+            x = augment(torch.from_numpy(np.ascontiguousarray(patches[rows], dtype=np.float32)))
             y = torch.from_numpy(np.asarray(labels[rows], dtype=np.float32))
-            x = augment(x)
-            owner = torch.from_numpy(np.searchsorted(np.sort(patients), self._rows_of[rows]))
-            per_patch = nn.functional.binary_cross_entropy_with_logits(self._gsm(x), y, reduction="none")
-            # Each patient's loss is the mean over their patches, so a patient's gradient is one bounded row.
-            counts = torch.bincount(owner, minlength=len(patients)).to(per_patch.dtype)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)   # torch's note on full backward hooks without input grads
-                (per_patch / counts[owner]).sum().backward()
-            loss_sum = float(per_patch.detach().sum())
-            for p in self.model.parameters():
-                per_patient = torch.zeros((len(patients), *p.shape), dtype=p.grad_sample.dtype)
-                p.grad_sample = per_patient.index_add_(0, owner, p.grad_sample)
+            owner = np.searchsorted(np.sort(patients), self._rows_of[rows])   # rows are sorted, so by patient
+            counts = np.bincount(owner, minlength=len(patients))
+            per_patient: dict[int, list[torch.Tensor]] = {}
+            # Per-sample gradients cost memory per patch; whole patients at a time keep it bounded.
+            for chunk in _patient_chunks(owner, self.max_patches_per_pass):
+                first = int(owner[chunk[0]])
+                local = torch.from_numpy(owner[chunk] - first)
+                per_patch = nn.functional.binary_cross_entropy_with_logits(self._gsm(x[chunk]), y[chunk],
+                                                                           reduction="none")
+                # Each patient's loss is the mean over their patches, so a patient's gradient is one bounded row.
+                weight = torch.from_numpy(1.0 / counts[owner[chunk]]).to(per_patch.dtype)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)   # torch: full backward hooks without input grads
+                    (per_patch * weight).sum().backward()
+                loss_sum += float(per_patch.detach().sum())
+                n_local = int(local.max()) + 1
+                for i, p in enumerate(self.model.parameters()):
+                    rows_of_chunk = p.grad_sample[-1] if isinstance(p.grad_sample, list) else p.grad_sample
+                    grouped = torch.zeros((n_local, *p.shape), dtype=rows_of_chunk.dtype).index_add_(
+                        0, local, rows_of_chunk)
+                    per_patient.setdefault(i, []).append(grouped)
+                    p.grad_sample = None
+            for i, p in enumerate(self.model.parameters()):
+                p.grad_sample = torch.cat(per_patient[i])
         else:   # nobody sampled: the step still adds noise, and the accountant counts it
             for p in self.model.parameters():
                 p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
@@ -251,6 +264,17 @@ def privatize_update(delta: list[np.ndarray], config: DPConfig, n_sites: int,
             clipped = clipped + std * torch.randn(d.shape, generator=generator, dtype=torch.float64).numpy()
         out.append(clipped.astype(np.float32))
     return out, norm
+
+
+def _patient_chunks(owner: np.ndarray, max_rows: int) -> list[np.ndarray]:
+    """Consecutive row ranges holding whole patients, about `max_rows` rows each (a larger patient alone)."""
+    chunks, start = [], 0
+    bounds = np.flatnonzero(np.diff(owner)) + 1   # where the next patient starts
+    for end in [*bounds, len(owner)]:
+        if end - start >= max_rows or end == len(owner):
+            chunks.append(np.arange(start, end))
+            start = end
+    return chunks
 
 
 def train_local_dp(trainer: PatientDPSGD, patches: np.ndarray, labels: np.ndarray, *, epochs: int,

@@ -25,7 +25,8 @@ def _patients(n_patients: int, per_patient: int, seed: int = 0):
     return x, y, groups
 
 
-def _one_step(config: DPConfig, patients, expected: int = 4, seed: int = 0, x=None, y=None, groups=None):
+def _one_step(config: DPConfig, patients, expected: int = 4, seed: int = 0, x=None, y=None, groups=None,
+              max_patches_per_pass: int = 32):
     """One DP-SGD step with plain SGD at lr 1: the parameter change is minus the noisy gradient."""
     if x is None:
         x, y, groups = _patients(8, 3)
@@ -34,6 +35,7 @@ def _one_step(config: DPConfig, patients, expected: int = 4, seed: int = 0, x=No
     trainer = PatientDPSGD(model, torch.optim.SGD(model.parameters(), lr=1.0), groups, config, expected,
                            noise_generator=torch.Generator().manual_seed(seed),
                            sample_generator=torch.Generator().manual_seed(seed))
+    trainer.max_patches_per_pass = max_patches_per_pass
     trainer.step(x, y, np.asarray(patients), augment=lambda t: t)
     trainer.close()
     return model, torch.cat([(b - p.detach()).ravel() for b, p in zip(before, model.parameters())])
@@ -60,15 +62,16 @@ def test_clipping_bounds_each_patients_contribution_whatever_their_patch_count()
     groups = np.asarray(["many"] * 10 + ["one"], dtype=object)
     clip, expected = 1e-3, 2
     config = DPConfig(mode="sample", noise_multiplier=0.0, max_grad_norm=clip, delta=1e-3)
-    # Execute
-    _, only_many = _one_step(config, [0], expected, x=x, y=y, groups=groups)
-    _, both = _one_step(config, [0, 1], expected, x=x, y=y, groups=groups)
+    # Execute: the 10-patch patient in passes of at most 4 patches must still be one whole patient
+    _, only_many = _one_step(config, [0], expected, x=x, y=y, groups=groups, max_patches_per_pass=4)
+    _, both = _one_step(config, [0, 1], expected, x=x, y=y, groups=groups, max_patches_per_pass=4)
     # Assert: one patient moves the model by exactly clip/expected; two by at most 2*clip/expected
     assert float(only_many.norm()) == pytest.approx(clip / expected, rel=1e-4)
     assert float(both.norm()) <= 2 * clip / expected * (1 + 1e-4)
 
 
-def test_without_noise_and_clipping_a_step_equals_the_non_dp_step():
+@pytest.mark.parametrize("max_patches_per_pass", [32, 3, 1])   # all at once; one patient a pass; still one
+def test_without_noise_and_clipping_a_step_equals_the_non_dp_step(max_patches_per_pass):
     # Prepare: the non-DP gradient of the same objective: per patient the mean patch loss, summed, / expected
     x, y, groups = _patients(8, 3)
     expected, patients = 4, [1, 2, 6]
@@ -80,7 +83,7 @@ def test_without_noise_and_clipping_a_step_equals_the_non_dp_step():
     want = torch.cat([p.grad.ravel() for p in reference.parameters()])
     # Execute
     _, got = _one_step(DPConfig(mode="sample", noise_multiplier=0.0, max_grad_norm=None, delta=1e-3), patients,
-                       expected)
+                       expected, max_patches_per_pass=max_patches_per_pass)
     # Assert: Opacus' per-sample gradients, regrouped per patient, sum to the ordinary gradient
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
 
