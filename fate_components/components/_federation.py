@@ -105,12 +105,14 @@ def site_check(ctx: Context, site_name: str, payload: dict) -> None:
 
 
 def agree_min(ctx: Context, name: str, value: int) -> int:
-    """The sites exchange `value` directly with each other (never through the arbiter); all take the minimum."""
-    sub, me = ctx.sub_ctx(f"agree_{name}"), ctx.local.rank
-    others = [rank for rank in _site_ranks(ctx) if rank != me]
-    for rank in others:
-        sub.parties[rank].put(name, int(value))
-    return min([int(value), *(int(sub.parties[rank].get(name)) for rank in others)])
+    """The sites (never the arbiter) agree on the minimum of their `value`s: hosts tell the guest, it tells them."""
+    sub = ctx.sub_ctx(f"agree_{name}")
+    if ctx.is_on_guest:
+        agreed = min([int(value), *(int(v) for v in sub.hosts.get(name))])
+        sub.hosts.put(f"{name}_agreed", agreed)
+        return agreed
+    sub.guest.put(name, int(value))
+    return int(sub.guest.get(f"{name}_agreed"))
 
 
 def arbiter_check(ctx: Context, *, check_torch_version: bool = True) -> None:

@@ -3,8 +3,8 @@
 Per exchange (one `weighted_mean` call), every site sends Enc(packed fixed-point of
 (n_s/N) * x_s); the arbiter multiplies ciphertexts (adds plaintexts) with FATE's evaluator
 and returns one shard of the encrypted sum to each site; each site decrypts its shard and
-shares the decrypted shard (a part of the aggregate, which every site obtains anyway)
-with the other sites, so decryption work is split between them. N, the total weight of an
+the decrypted shards (parts of the aggregate, which every site obtains anyway) meet at the
+guest, which hands them all to every host, so decryption work is split between the sites. N, the total weight of an
 exchange, travels the same way (as one ciphertext per site) the first time a tag is used.
 The arbiter holds the public key only.
 """
@@ -161,17 +161,19 @@ class PaillierClient:
         shard = cipher.from_wire(self.public, shard_blob, len(shard_blob) // self.public.ciphertext_bytes, "arbiter")
         plain = self._decryptor.decrypt_with_fate(shard)
         stats.decrypt_seconds += time.perf_counter() - t0
-        # Every site holds one decrypted part of the aggregate; the sites exchange their parts directly.
-        ranks, me = _ranks(self._ctx), self._ctx.local.rank
-        parts = {me: (start, plain)}
-        for rank in ranks:
-            if rank != me:
-                sub.parties[rank].put(f"{name}_plain_{me}", (start, plain))
-        for rank in ranks:
-            if rank != me:
-                parts[rank] = sub.parties[rank].get(f"{name}_plain_{rank}")
+        # Every site holds one decrypted part of the aggregate (which every site obtains anyway). The
+        # parts meet at the guest, which hands all of them to every host: hosts never open a channel
+        # to each other mid-round. Over RabbitMQ, two parties opening their pair's vhost at the same
+        # instant could lose the first message (FATE ignores a failed queue creation,
+        # fate/arch/federation/backends/rabbitmq/_rabbit_manager.py, create_queue).
+        if self._ctx.is_on_guest:
+            parts = [(start, plain), *(host.get(f"{name}_plain") for host in sub.hosts)]
+            sub.hosts.put(f"{name}_plain_all", parts)
+        else:
+            sub.guest.put(f"{name}_plain", (start, plain))
+            parts = sub.guest.get(f"{name}_plain_all")
         values: list[int] = []
-        for first, part in sorted(parts.values(), key=lambda fp: (fp[0], len(fp[1]))):
+        for first, part in sorted(parts, key=lambda fp: (fp[0], len(fp[1]))):
             if not part:
                 continue
             if first != len(values):
