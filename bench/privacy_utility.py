@@ -74,12 +74,12 @@ def _dp_sgd_overhead(data, conf: dict, patients_per_step: int, epochs: int) -> t
     return statistics.median(plain), statistics.median(private)
 
 
-def _print_row(row: dict, heldout, n_boot: int, base_epoch: float) -> None:
+def _print_row(row: dict, heldout, n_boot: int, base_epoch: float | None) -> None:
     """Score one job's model and print its table row at once (a long run's rows are not lost to a later failure)."""
     cpm, low, high, auc = heldout.score(row["model"], n_boot)
     eps = "-" if row["epsilon"] is None else ", ".join(f"{v:.2f}" for v in row["epsilon"].values())
     sigma = "-" if row["sigma"] is None else f"{row['sigma']:.2f}"
-    overhead = "" if row["sigma"] is None else f" ({row['epoch_s'] / base_epoch:.2f}x)"
+    overhead = "" if row["sigma"] is None or not base_epoch else f" ({row['epoch_s'] / base_epoch:.2f}x)"
     row["line"] = (f"| {row['label']} | {sigma} | {eps} | {cpm:.3f} ({low:.3f}-{high:.3f}) | {auc:.3f} | "
                    f"{row['epoch_s']:.1f}{overhead} | {row['wall']:.0f} s |")
     print(row["line"], flush=True)
@@ -103,10 +103,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-grad-norm", type=float, default=1.0)
     parser.add_argument("--delta", type=float, default=1e-3)
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--skip-norm-check", action="store_true")
-    parser.add_argument("--only-overhead", action="store_true",
-                        help="only the side-by-side DP-SGD time overhead (no FATE jobs)")
+    parser.add_argument("--steps", default="overhead,baseline,dp,norm",
+                        help="which parts to run: overhead (side by side, no FATE), baseline (the job without DP), "
+                             "dp (one job per epsilon), norm (GroupNorm vs BatchNorm, pooled)")
     args = parser.parse_args(argv)
+    steps_to_run = set(args.steps.split(","))
     trainer = {"rounds": args.rounds, "local_epochs": args.local_epochs, "learning_rate": args.learning_rate}
 
     work = Path(tempfile.mkdtemp(prefix="fate_lung_dp_"))
@@ -122,20 +123,23 @@ def main(argv=None) -> int:
         steps = {name: per_epoch * args.local_epochs * args.rounds for name, (_, per_epoch) in spend.items()}
         guest = next(s for s in fed.sites if s.role == "guest")
         largest = max(site_data, key=lambda n: len(site_data[n].train_x))
-        plain_s, private_s = _dp_sgd_overhead(site_data[largest], fed.conf, args.patients_per_step, 3)
-        print(f"\nDP-SGD time overhead, side by side on {largest}'s {len(site_data[largest].train_x)} training "
-              f"patches, 1 thread, median of 3 epochs: plain {plain_s:.1f} s/epoch, DP-SGD {private_s:.1f} s/epoch "
-              f"({private_s / plain_s:.2f}x)")
-        if args.only_overhead:
-            return 0
+        if "overhead" in steps_to_run:
+            plain_s, private_s = _dp_sgd_overhead(site_data[largest], fed.conf, args.patients_per_step, 3)
+            print(f"\nDP-SGD time overhead, side by side on {largest}'s {len(site_data[largest].train_x)} training "
+                  f"patches, 1 thread, median of 3 epochs: plain {plain_s:.1f} s/epoch, DP-SGD {private_s:.1f} "
+                  f"s/epoch ({private_s / plain_s:.2f}x)")
 
-        t0 = time.perf_counter()
-        job_id = run_job(fed, trainer)
-        rows.append({"label": "no DP", "sigma": None, "epsilon": None,
-                     "model": load_model(model_dir(fed, job_id, guest))[0],
-                     "epoch_s": _seconds_per_epoch(fed, job_id, args.local_epochs), "wall": time.perf_counter() - t0})
-        _print_row(rows[-1], heldout, args.bootstrap, rows[0]["epoch_s"])
-        for target in (float(e) for e in args.epsilons.split(",")):
+        base_epoch = None
+        if "baseline" in steps_to_run:
+            t0 = time.perf_counter()
+            job_id = run_job(fed, trainer)
+            rows.append({"label": "no DP", "sigma": None, "epsilon": None,
+                         "model": load_model(model_dir(fed, job_id, guest))[0],
+                         "epoch_s": _seconds_per_epoch(fed, job_id, args.local_epochs),
+                         "wall": time.perf_counter() - t0})
+            base_epoch = rows[0]["epoch_s"]
+            _print_row(rows[-1], heldout, args.bootstrap, base_epoch)
+        for target in (float(e) for e in args.epsilons.split(",") if "dp" in steps_to_run):
             sigma = max(get_noise_multiplier(target_epsilon=target, target_delta=args.delta, sample_rate=rate,
                                              steps=steps[name], accountant="rdp") for name, (rate, _) in spend.items())
             dp = {"mode": "sample", "noise_multiplier": sigma, "max_grad_norm": args.max_grad_norm,
@@ -151,11 +155,11 @@ def main(argv=None) -> int:
                          "rounds": rounds_run, "model": load_model(model_dir(fed, job_id, guest))[0],
                          "epoch_s": _seconds_per_epoch(fed, job_id, args.local_epochs),
                          "wall": time.perf_counter() - t0})
-            _print_row(rows[-1], heldout, args.bootstrap, rows[0]["epoch_s"])
+            _print_row(rows[-1], heldout, args.bootstrap, base_epoch)
             assert all(epsilon_for(DPConfig(**dp), rate, steps[name]) <= target for name, (rate, _) in spend.items())
 
         norm_rows = []
-        if not args.skip_norm_check:
+        if "norm" in steps_to_run:
             pooled = pool(site_data.values())
             for label, make in (("GroupNorm", lambda: None),
                                 ("BatchNorm", lambda: _with_batchnorm(build_model(
