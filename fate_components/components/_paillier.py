@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from fate.arch import Context
 
-from fate_components.core.errors import ConfigError, LungError
+from fate_components.core.errors import ConfigError, LungError, reject_unknown_options
 from fate_components.core.fixed_point import PackingSpec, decode_sum, encode_weighted, pack, unpack
 from fate_components.secure_agg import cipher
 from fate_components.secure_agg._obfuscation_worker import public_base
@@ -37,9 +37,7 @@ class PaillierOptions:
     @classmethod
     def from_dict(cls, d: dict | None) -> "PaillierOptions":
         d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown paillier option(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        reject_unknown_options(d, cls, "paillier")
         options = cls(**d)
         check_key_bits(options.key_bits, options.allow_weak_key)
         return options

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["LungError", "ScanReadError", "WrongModalityError", "MissingScanError",
-           "CoordinateOutOfVolumeError", "CsvFormatError", "ConfigError", "display_path"]
+           "CoordinateOutOfVolumeError", "CsvFormatError", "ConfigError", "display_path",
+           "reject_unknown_options"]
 
 
 class LungError(Exception):
@@ -55,3 +56,11 @@ def display_path(path: Path | str, site_root: Path | str | None = None) -> str:
         except ValueError:
             pass
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def reject_unknown_options(options: dict, dataclass_type: type, what: str) -> None:
+    """A conf section may only name fields of the dataclass it configures."""
+    known = set(dataclass_type.__dataclass_fields__)
+    unknown = set(options) - known
+    if unknown:
+        raise ConfigError(f"unknown {what} option(s) {sorted(unknown)}; known: {sorted(known)}")

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, reject_unknown_options
 
 __all__ = ["ModelConfig", "ResNet3D", "build_model", "count_parameters"]
 
@@ -45,9 +45,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown model option(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        reject_unknown_options(d, cls, "model")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, reject_unknown_options
 from .training import LocalResult
 
 __all__ = ["DPConfig", "DP_MODES", "epsilon_for", "rounds_within_budget", "planned_rounds", "patient_sampling",
@@ -70,9 +70,7 @@ class DPConfig:
     @classmethod
     def from_dict(cls, d: dict | None) -> "DPConfig":
         d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown dp option(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        reject_unknown_options(d, cls, "dp")
         return cls(**d)
 
     @property
