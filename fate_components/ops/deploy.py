@@ -153,17 +153,16 @@ def start_rabbitmq(d: Deployment, timeout_s: float = 90.0) -> None:
                             stdin=subprocess.DEVNULL, cwd=base, start_new_session=True)
     d.rabbitmq_pid = proc.pid
     d.save()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DeployError(f"rabbitmq-server exited with code {proc.returncode}; see {base / 'log'}")
+
+    def answers() -> bool:
         try:
             _management_api(d, "overview")
-            return
+            return True
         except (urllib.error.URLError, ConnectionError, OSError):
-            time.sleep(1)
-    raise DeployError(f"RabbitMQ's management API did not answer on port {d.mng_port} in {timeout_s:.0f} s; "
-                      f"see {base / 'log'}")
+            return False
+
+    _wait_until(proc, answers, "rabbitmq-server", f"RabbitMQ's management API on port {d.mng_port}", base / "log",
+                timeout_s)
 
 
 def start_nginx(d: Deployment, timeout_s: float = 20.0) -> None:
@@ -184,14 +183,20 @@ def start_nginx(d: Deployment, timeout_s: float = 20.0) -> None:
                             start_new_session=True)
     d.nginx_pid = proc.pid
     d.save()
+    _wait_until(proc, lambda: flow_server._port_open(HOST, d.nginx_port), "nginx", f"nginx on {HOST}:{d.nginx_port}",
+                prefix / "logs", timeout_s)
+
+
+def _wait_until(proc: subprocess.Popen, ready, name: str, what: str, logs: Path, timeout_s: float) -> None:
+    """Poll `ready()` until it holds; fail early, naming the logs, if the process exits first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise DeployError(f"nginx exited with code {proc.returncode}; see {prefix / 'logs'}")
-        if flow_server._port_open(HOST, d.nginx_port):
+            raise DeployError(f"{name} exited with code {proc.returncode}; see {logs}")
+        if ready():
             return
-        time.sleep(0.2)
-    raise DeployError(f"nginx did not listen on {HOST}:{d.nginx_port} in {timeout_s:.0f} s")
+        time.sleep(0.5)
+    raise DeployError(f"{what} did not answer in {timeout_s:.0f} s; see {logs}")
 
 
 def _site_overrides(d: Deployment) -> tuple[dict, dict]:
@@ -251,21 +256,6 @@ def is_up(d: Deployment) -> bool:
             and all(flow_server._pid_alive(s.pid) for s in d.sites.values()))
 
 
-def _stop_pid(pid: int, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> bool:
-    if not pid or not flow_server._pid_alive(pid):
-        return False
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout_s
-    while flow_server._pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if flow_server._pid_alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    return True
-
-
 def stop_site(d: Deployment, name: str) -> None:
     flow_server.stop(Path(d.sites[name].home))
 
@@ -273,7 +263,7 @@ def stop_site(d: Deployment, name: str) -> None:
 def stop_rabbitmq(d: Deployment) -> None:
     # rabbitmq-server traps TERM and stops the node; its epmd daemon outlives the node and is ours too
     # (a private port), so it is told to exit as well.
-    _stop_pid(d.rabbitmq_pid, signal.SIGTERM, timeout_s=60)
+    flow_server.stop_process_group(d.rabbitmq_pid, signal.SIGTERM, timeout_s=60)
     epmd = shutil.which("epmd", path=_rabbitmq_env(d)["PATH"])
     if epmd:
         subprocess.run([epmd, "-kill"], env={**os.environ, "ERL_EPMD_PORT": str(d.epmd_port)}, capture_output=True)
@@ -286,7 +276,7 @@ def down(root: Path) -> bool:
         return False
     was_running = any(flow_server._pid_alive(p) for p in (d.rabbitmq_pid, d.nginx_pid,
                                                           *(s.pid for s in d.sites.values())))
-    _stop_pid(d.nginx_pid, signal.SIGQUIT)
+    flow_server.stop_process_group(d.nginx_pid, signal.SIGQUIT, timeout_s=30)
     for name in d.sites:
         stop_site(d, name)
     stop_rabbitmq(d)

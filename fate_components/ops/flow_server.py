@@ -204,19 +204,26 @@ def stop(home: Path, timeout_s: float = 20.0) -> bool:
     server = load_state(home)
     if server is None:
         return False
-    was_alive = _pid_alive(server.pid)
-    if was_alive:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout_s
-        while _pid_alive(server.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _pid_alive(server.pid):
-            try:
-                os.killpg(server.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    was_alive = stop_process_group(server.pid, timeout_s=timeout_s)
     (home / STATE_FILE).unlink(missing_ok=True)
     return was_alive
+
+
+def stop_process_group(pid: int, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> bool:
+    """Send `sig` to the process group led by `pid` (a process started with its own session), wait,
+    then SIGKILL what is left. True if it was running."""
+    if not pid or not _pid_alive(pid):
+        return False
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return True
