@@ -8,6 +8,7 @@ from fate_components.core.errors import LungError
 
 from . import deploy, runner
 from .jobs import compile_dag, parse_sites
+from .site_data import table_bound
 
 
 def site_clients(d: deploy.Deployment, conf: dict) -> dict:
@@ -44,8 +45,6 @@ def preflight(d: deploy.Deployment, conf: dict) -> None:
             problems.append(f"{site.name} ({site.role}): {e}")
             continue
         for table in site.tables.values():
-            from .site_data import table_bound
-
             if not table_bound(d.client(home.name), table["namespace"], table["name"]):
                 problems.append(f"{site.name} ({site.role} {site.party_id}): table {table['namespace']}/"
                                 f"{table['name']} is not bound in {home.name}'s FATE-Flow")
