@@ -80,7 +80,7 @@ class KeepLocal:
 def reader_spec(conf: dict):
     from fate_components.core.patches import PatchSpec
 
-    r = conf["parameters"]["common"]["reader_train"]
+    r = conf["parameters"]["common"]["reader_all"]
     return r, PatchSpec(size_mm=r["patch_size_mm"], size_voxels=r["patch_voxels"], hu_min=r["hu_min"],
                         hu_max=r["hu_max"])
 
@@ -94,7 +94,7 @@ def site_datasets(fed: Federation, work: Path) -> dict:
     out = {}
     for name, site_dir in fed.site_dirs.items():
         target = work / "patches" / name
-        build_patch_dataset(site_dir, target, spec=spec, mode="train", negative_ratio=reader["negative_ratio"],
+        build_patch_dataset(site_dir, target, spec=spec, mode="train", negative_ratio=reader.get("negative_ratio", 0.0),
                             val_fraction=reader["val_fraction"], seed=reader["seed"])
         out[name] = load_site_data(target)[1]
     return out

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         guest = next(s for s in fed.sites if s.role == "guest")
         rounds = history(fed, job_id, guest)
         reader_out = runner.data_output_dir(Path(fed.server.home), job_id, guest.role, guest.party_id,
-                                            "reader_train", "output_data")
+                                            "reader_all", "output_data")
         _, data = load_site_data(reader_out)
         common = fed.conf["parameters"]["common"]["trainer"]
         bare = _bare_epochs(data.train_x, data.train_y, common["model"], common["seed"], common["batch_size"],

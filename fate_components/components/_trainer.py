@@ -13,6 +13,7 @@ import torch
 
 from fate_components.core.errors import LungError
 from fate_components.core.federated import RoundReport, SiteData, run_server, run_site
+from fate_components.core.negative_sampling import RowView
 from fate_components.core.model import ModelConfig, build_model, count_parameters
 from fate_components.core.patch_dataset import PatchDataset
 from fate_components.core.privacy import DPConfig, planned_rounds
@@ -43,10 +44,10 @@ def load_site_data(directory: Path) -> tuple[PatchDataset, SiteData]:
     dataset = PatchDataset(Path(directory))
     labels = dataset.labels
     train_idx, val_idx = dataset.split("train"), dataset.split("val")
-    patches = dataset.patches
+    patches = dataset.patches   # a memory map: batches are read from disk as training draws them
     patient_of = [row.seriesuid for row in dataset.table]   # one seriesuid = one patient
-    return dataset, SiteData(train_x=patches[train_idx], train_y=labels[train_idx],
-                             val_x=patches[val_idx], val_y=labels[val_idx],
+    return dataset, SiteData(train_x=RowView(patches, train_idx), train_y=labels[train_idx],
+                             val_x=RowView(patches, val_idx), val_y=labels[val_idx],
                              train_groups=np.asarray([patient_of[i] for i in train_idx], dtype=object))
 
 

@@ -17,7 +17,8 @@ def homo_lung_nn(ctx, role):
 def train(
     ctx,
     role: Role,
-    train_data: cpn.data_directory_input(roles=[GUEST, HOST], desc="patch dataset from luna16_reader (train mode)"),
+    train_data: cpn.data_directory_input(roles=[GUEST, HOST], desc="patch dataset from luna16_reader: every candidate, memory-mapped; "
+                                        "the validation split is by patient"),
     test_data: cpn.data_directory_input(roles=[GUEST, HOST], optional=True,
                                         desc="patch dataset in predict mode: scored with the final model"),
     warm_start_model: cpn.model_directory_input(roles=[GUEST, HOST], optional=True,
@@ -58,6 +59,14 @@ def train(
                                     desc="random shifts of up to this many voxels per axis (1.5 mm each; 0 = off)"),
     aug_intensity_jitter: cpn.parameter(type=params.confloat(ge=0, le=0.5), default=0.0,
                                         desc="random gain 1 +- this and offset +- half of it per patch (0 = off)"),
+    negatives_per_positive: cpn.parameter(type=params.confloat(ge=0), default=10.0,
+                                          desc="each local epoch trains on every positive plus this many negatives "
+                                               "per positive, drawn afresh from all of the site's training "
+                                               "negatives (0 = every negative, every epoch)"),
+    hard_negative_fraction: cpn.parameter(type=params.confloat(ge=0, le=1), default=0.0,
+                                          desc="share of each epoch's negatives taken from those the round's model "
+                                               "scores highest (rescored every round; 0 = off; not with dp "
+                                               "mode sample)"),
     dp: cpn.parameter(type=dict, default={},
                       desc="differential privacy: mode (none | sample: patient-level DP-SGD | client: hospital-level "
                            "DP-FedAvg), noise_multiplier, max_grad_norm, delta, max_epsilon, accountant (rdp)"),
@@ -89,8 +98,9 @@ def train(
                          learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer, seed=seed,
                          use_3d_aug=use_3d_aug, lr_schedule=lr_schedule, min_learning_rate=min_learning_rate,
                          fedprox_mu=fedprox_mu, patience=patience, aug_shift_voxels=aug_shift_voxels,
-                         aug_intensity_jitter=aug_intensity_jitter)
-    privacy.check_training(config.fedprox_mu)   # on every party, the arbiter included, before any exchange
+                         aug_intensity_jitter=aug_intensity_jitter, negatives_per_positive=negatives_per_positive,
+                         hard_negative_fraction=hard_negative_fraction)
+    privacy.check_training(config.fedprox_mu, config.hard_negative_fraction)   # on every party, the arbiter included, before any exchange
     agg_options = {"paillier": paillier, "allow_plaintext": allow_plaintext, "strict_check": strict_check}
     try:
         if role.is_arbiter:

@@ -20,9 +20,10 @@ def luna16_reader(
     output_data: cpn.data_directory_output(roles=[GUEST, HOST], desc="patch dataset (patches.npy, candidates.csv, "
                                            "summary.json); never leaves the site"),
     mode: cpn.parameter(type=params.string_choice(["train", "predict"]), default="train",
-                        desc="train: all positives, negatives sampled at negative_ratio; predict: every candidate"),
-    negative_ratio: cpn.parameter(type=params.confloat(gt=0), default=3.0,
-                                  desc="negatives kept per positive in train mode"),
+                        desc="both cut every candidate; train with negative_ratio > 0 keeps a fixed subsample"),
+    negative_ratio: cpn.parameter(type=params.confloat(ge=0), default=0.0,
+                                  desc="0 keeps every negative (the trainer draws fresh ones each epoch); > 0, in "
+                                       "train mode: keep only this many negatives per positive, drawn once"),
     val_fraction: cpn.parameter(type=params.confloat(ge=0, lt=1), default=0.2,
                                 desc="fraction of patients (seriesuids) held out for validation"),
     patch_size_mm: cpn.parameter(type=params.confloat(gt=0), default=48.0, desc="edge of the patch cube in mm"),

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .negative_sampling import EpochSampler, RowView
 from .privacy import DPConfig, PatientDPSGD, epsilon_for, privatize_update, secret_generator, train_local_dp
-from .training import TrainConfig, augment_3d, evaluate, get_parameters, set_parameters, train_local
+from .training import TrainConfig, augment_3d, evaluate, get_parameters, predict_proba, set_parameters, train_local
 
 __all__ = ["UpdateAggregator", "AggregationServer", "SiteData", "RoundReport", "run_site", "run_server"]
 
@@ -41,6 +42,8 @@ class AggregationServer(Protocol):
 
 @dataclass
 class SiteData:
+    """A site's training and validation patches: arrays, memory maps or `RowView`s of one."""
+
     train_x: np.ndarray
     train_y: np.ndarray
     val_x: np.ndarray
@@ -80,9 +83,11 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
     torch.manual_seed(config.seed)  # dropout draws from the global generator: make reruns repeatable
     optimizer = config.make_optimizer(model)
     dp_sgd = _patient_dp_sgd(model, optimizer, data, config, privacy)
+    sampler = EpochSampler(data.train_y, config.negative_sampling, independent=dp_sgd is not None)
     noise = secret_generator() if privacy.mode == "client" else None
     reports = []
-    n_train = len(data.train_x)
+    # A site's weight in the average is what one local epoch trains on.
+    n_train = sampler.epoch_size
     best_loss, best_round, best_state = float("inf"), -1, None
     start_after = -1
     if resume_state is not None:
@@ -103,16 +108,21 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
             for group in optimizer.param_groups:
                 group["lr"] = lr
             start = get_parameters(model) if privacy.mode == "client" else None
+            t_score = time.perf_counter()
+            if sampler.wants_scores:   # hard negatives: rank this round's negatives by the model just received
+                sampler.rescore(predict_proba(model, RowView(data.train_x, sampler.negatives)))
+            score_seconds = time.perf_counter() - t_score
             if dp_sgd is not None:
                 local = train_local_dp(dp_sgd, data.train_x, data.train_y, epochs=config.local_epochs,
-                                       augment=lambda x: _augment(x, config, generator))
+                                       augment=lambda x: _augment(x, config, generator),
+                                       epoch_rows=lambda: sampler.draw(generator))
             else:
                 local = train_local(model, optimizer, data.train_x, data.train_y, epochs=config.local_epochs,
                                     batch_size=config.batch_size, generator=generator, augment=config.use_3d_aug,
                                     fedprox_mu=config.fedprox_mu, aug_shift_voxels=config.aug_shift_voxels,
-                                    aug_intensity_jitter=config.aug_intensity_jitter)
+                                    aug_intensity_jitter=config.aug_intensity_jitter, sampler=sampler)
             t0 = time.perf_counter()
-            extra = {"learning_rate": lr}
+            extra = {"learning_rate": lr, "score_seconds": score_seconds}
             if start is not None:
                 # DP-FedAvg: every hospital counts equally; its clipped, noised update is what is averaged.
                 update = [w - s for w, s in zip(get_parameters(model), start)]
@@ -140,7 +150,7 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
             budget_spent = max_rounds is not None and round_idx + 1 >= max_rounds
             extra.update(best_round=best_round, stopped=stop or budget_spent, budget_spent=budget_spent)
             report = RoundReport(round=round_idx, train_loss=local.loss, n_train=n_train, val=val,
-                                 global_val_loss=global_loss, train_seconds=local.seconds,
+                                 global_val_loss=global_loss, train_seconds=local.seconds + score_seconds,
                                  aggregate_seconds=time.perf_counter() - t0, extra=extra)
             reports.append(report)
             if on_round is not None:
@@ -172,7 +182,7 @@ def _patient_dp_sgd(model: nn.Module, optimizer: torch.optim.Optimizer, data: Si
                     privacy: DPConfig) -> PatientDPSGD | None:
     if privacy.mode != "sample":
         return None
-    privacy.check_training(config.fedprox_mu)
+    privacy.check_training(config.fedprox_mu, config.hard_negative_fraction)
     if data.train_groups is None:
         raise ConfigError("dp.mode='sample' needs the patient of every training patch")
     # batch_size is the expected number of patients per step under patient-level DP.

@@ -79,7 +79,7 @@ def _check_parameters(mode: str, negative_ratio: float, val_fraction: float, on_
 
 def _select(candidates: list[Candidate], mode: str, negative_ratio: float, seed: int) -> tuple[list[Candidate], int]:
     """Candidates to cut (in csv order) and the number of negatives dropped by sampling."""
-    if mode == "predict":
+    if mode == "predict" or negative_ratio == 0:
         return list(candidates), 0
     negatives = [n for n, c in enumerate(candidates) if c.label == 0]
     positives = len(candidates) - len(negatives)
@@ -117,14 +117,15 @@ def _publish(partial: Path, out_dir: Path) -> None:
 
 
 def build_patch_dataset(site_root: Path, out_dir: Path, *, spec: PatchSpec = PatchSpec(), mode: str = "train",
-                        negative_ratio: float = 3.0, val_fraction: float = 0.2, seed: int = 0,
+                        negative_ratio: float = 0.0, val_fraction: float = 0.2, seed: int = 0,
                         on_bad_scan: str = "skip",
                         progress: Callable[[int, int], None] | None = None) -> ReadReport:
     """Cut the patches of a site (``candidates.csv``, optional ``annotations.csv``, ``scans/``).
 
-    mode "train" keeps every positive and samples `negative_ratio` negatives per positive
-    (seeded; the ratio is applied to the csv before scans are read); "predict" keeps every
-    candidate. With on_bad_scan="skip", an unreadable or missing scan skips its candidates and
+    Every candidate is cut, so the trainer can draw fresh negatives each epoch
+    (`negative_sampling`); only mode "train" with `negative_ratio` > 0 keeps every positive and a
+    fixed, seeded sample of `negative_ratio` negatives per positive, drawn from the csv before
+    scans are read (the read-time subsample of earlier versions, kept for comparison). With on_bad_scan="skip", an unreadable or missing scan skips its candidates and
     a candidate outside its scan is skipped, each with its reason in the report; "raise" raises.
     Each scan is read once. The output appears atomically; on error nothing is left behind.
     `progress(done, total)` is called after each scan.

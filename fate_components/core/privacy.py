@@ -89,10 +89,13 @@ class DPConfig:
             raise ConfigError(f"dp.delta={self.delta} must be smaller than 1/(number of {unit}) = 1/{n_units} = "
                               f"{1 / n_units:.3g}")
 
-    def check_training(self, fedprox_mu: float) -> None:
+    def check_training(self, fedprox_mu: float, hard_negative_fraction: float = 0.0) -> None:
         if self.mode == "sample" and fedprox_mu:
             raise ConfigError("fedprox_mu must be 0 with dp.mode='sample': the proximal term is not a per-patient "
                               "gradient, so DP-SGD cannot clip it")
+        if self.mode == "sample" and hard_negative_fraction:
+            raise ConfigError("hard_negative_fraction must be 0 with dp.mode='sample': choosing one patient's "
+                              "patches by a ranking over every patient would couple the patients' privacy")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,10 +194,18 @@ class PatientDPSGD:
         draw = torch.rand(self.n_patients, generator=self._sample_generator)
         return np.flatnonzero((draw < self.sample_rate).numpy())
 
-    def step(self, patches: np.ndarray, labels: np.ndarray, patients: np.ndarray, augment) -> tuple[float, int]:
-        """One noisy step on the given patients' patches; returns (sum of patch losses, patches used)."""
+    def step(self, patches: np.ndarray, labels: np.ndarray, patients: np.ndarray, augment,
+             active: np.ndarray | None = None) -> tuple[float, int]:
+        """One noisy step on the given patients' patches; returns (sum of patch losses, patches used).
+
+        `active` (a boolean mask over the training patches, optional) keeps only this epoch's
+        drawn patches of the sampled patients; a sampled patient with none contributes nothing.
+        """
         rows = np.sort(np.concatenate([self._patient_rows[p] for p in patients])) if len(patients) else \
             np.zeros(0, dtype=np.int64)
+        if active is not None:
+            rows = rows[active[rows]]
+            patients = np.unique(self._rows_of[rows])
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         if len(rows):
@@ -276,15 +287,24 @@ def _patient_chunks(owner: np.ndarray, max_rows: int) -> list[np.ndarray]:
 
 
 def train_local_dp(trainer: PatientDPSGD, patches: np.ndarray, labels: np.ndarray, *, epochs: int,
-                   augment: Callable[[torch.Tensor], torch.Tensor]) -> LocalResult:
-    """`epochs` passes of patient-level DP-SGD; an epoch is 1/sample_rate Poisson-sampled steps."""
+                   augment: Callable[[torch.Tensor], torch.Tensor],
+                   epoch_rows: Callable[[], np.ndarray] | None = None) -> LocalResult:
+    """`epochs` passes of patient-level DP-SGD; an epoch is 1/sample_rate Poisson-sampled steps.
+
+    `epoch_rows()` (optional) gives the patches an epoch may use (see negative_sampling); the
+    patients are Poisson-sampled over every training patient as before.
+    """
     start = time.perf_counter()
     trainer.model.train()
     last_epoch_loss = 0.0
     for _ in range(epochs):
         total, count = 0.0, 0
+        active = None
+        if epoch_rows is not None:
+            active = np.zeros(len(patches), dtype=bool)
+            active[epoch_rows()] = True
         for _ in range(trainer.steps_per_epoch):
-            loss_sum, used = trainer.step(patches, labels, trainer.sample_patients(), augment)
+            loss_sum, used = trainer.step(patches, labels, trainer.sample_patients(), augment, active)
             total, count = total + loss_sum, count + used
         last_epoch_loss = total / max(count, 1)
     return LocalResult(loss=last_epoch_loss, n_samples=len(patches), seconds=time.perf_counter() - start)

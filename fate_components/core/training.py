@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .negative_sampling import DEFAULT_NEGATIVES_PER_POSITIVE, EpochSampler, NegativeSampling
 
 __all__ = ["TrainConfig", "LocalResult", "augment_3d", "shift_3d", "train_local", "evaluate", "predict_proba", "binary_auc",
            "get_parameters", "set_parameters"]
@@ -37,6 +38,10 @@ class TrainConfig:
     min_learning_rate: float = 0.0
     fedprox_mu: float = 0.0   # FedProx: mu/2 * ||w - w_round_start||^2 keeps non-IID sites near the global model
     patience: int = 0         # stop after this many rounds without a better global validation loss; 0 = off
+    # Each epoch: every positive plus this many fresh negatives per positive (0 = every negative); see
+    # negative_sampling. hard_negative_fraction of them are those the round's model scores highest.
+    negatives_per_positive: float = DEFAULT_NEGATIVES_PER_POSITIVE
+    hard_negative_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("rounds", "local_epochs", "batch_size"):
@@ -60,6 +65,11 @@ class TrainConfig:
             raise ConfigError(f"aug_intensity_jitter must be in [0, 0.5], not {self.aug_intensity_jitter!r}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0 (0 turns early stopping off), not {self.patience!r}")
+        self.negative_sampling   # validates both options
+
+    @property
+    def negative_sampling(self) -> NegativeSampling:
+        return NegativeSampling(self.negatives_per_positive, self.hard_negative_fraction)
 
     def learning_rate_at(self, round_idx: int) -> float:
         if self.lr_schedule == "constant" or self.rounds == 1:
@@ -128,8 +138,13 @@ def shift_3d(x: torch.Tensor, shifts: list[int]) -> torch.Tensor:
 
 def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.ndarray, labels: np.ndarray, *,
                 epochs: int, batch_size: int, generator: torch.Generator, augment: bool = False,
-                fedprox_mu: float = 0.0, aug_shift_voxels: int = 0, aug_intensity_jitter: float = 0.0) -> LocalResult:
-    """Run `epochs` passes over the site's training patches ([N,1,D,H,W], labels {0,1})."""
+                fedprox_mu: float = 0.0, aug_shift_voxels: int = 0, aug_intensity_jitter: float = 0.0,
+                sampler: EpochSampler | None = None) -> LocalResult:
+    """Run `epochs` passes over the site's training patches ([N,1,D,H,W], labels {0,1}).
+
+    `patches` may be a memory map or a `RowView`: only one batch is read into memory at a time.
+    With `sampler`, each epoch trains on the rows it draws (every positive, fresh negatives).
+    """
     if len(patches) == 0:
         raise ConfigError("no training patches at this site: check the reader's output and val_fraction")
     start = time.perf_counter()
@@ -138,8 +153,14 @@ def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     last_epoch_loss = 0.0
     anchor = [p.detach().clone() for p in model.parameters()] if fedprox_mu > 0 else None
+    n_samples = len(patches)
     for _ in range(epochs):
-        order = torch.randperm(len(patches), generator=generator).numpy()
+        if sampler is None:
+            order = torch.randperm(len(patches), generator=generator).numpy()
+        else:
+            rows = sampler.draw(generator)
+            order = rows[torch.randperm(len(rows), generator=generator).numpy()]
+            n_samples = len(rows)
         total, count = 0.0, 0
         for lo in range(0, len(order), batch_size):
             idx = np.sort(order[lo:lo + batch_size])  # sorted reads are kinder to a memory-mapped array
@@ -157,7 +178,7 @@ def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         last_epoch_loss = total / count
-    return LocalResult(loss=last_epoch_loss, n_samples=len(patches), seconds=time.perf_counter() - start)
+    return LocalResult(loss=last_epoch_loss, n_samples=n_samples, seconds=time.perf_counter() - start)
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ DSL (`dsl/*.json`): which components run, on which roles, and how outputs feed i
 
     {"components": {"trainer": {"component": "homo_lung_nn", "stage": "train",
                                 "roles": ["guest", "host", "arbiter"],
-                                "inputs": {"train_data": {"task": "reader_train", "output": "output_data"}}}}}
+                                "inputs": {"train_data": {"task": "reader_all", "output": "output_data"}}}}}
 
 An input is one of ``{"table": KEY}`` (each site's own table KEY from the conf, i.e. what the
 site bound with `flow table bind`), ``{"task": NAME, "output": KEY}`` (another task's output),

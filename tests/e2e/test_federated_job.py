@@ -102,7 +102,7 @@ def test_metrics_exist_for_every_party(flow, trained, bound):
         if site.role == "arbiter":
             continue
         response = client.output.query_metric(job_id=job_id, role=site.role, party_id=site.party_id,
-                                              task_name="reader_train")
+                                              task_name="reader_all")
         summary = [m for m in response["data"] if m["name"] == "reader_summary"]
         assert summary and summary[0]["data"]["scans_read"] > 0
 
@@ -415,7 +415,7 @@ def _train_patients(tiny_sites, conf: dict) -> dict[str, int]:
     """Training patients per site, split exactly as the reader splits them (per seriesuid)."""
     from fate_components.core.patch_dataset import patient_split
 
-    reader = conf["parameters"]["common"]["reader_train"]
+    reader = conf["parameters"]["common"]["reader_all"]
     counts = {}
     for name, site_dir in tiny_sites.items():
         uids = {c.seriesuid for c in read_candidates(site_dir / "candidates.csv")}

@@ -19,11 +19,11 @@ def test_compiles_three_hospitals_and_a_coordinator():
     assert dag["parties"] == [{"role": "guest", "party_id": ["9999"]},
                               {"role": "host", "party_id": ["10000", "10001"]},
                               {"role": "arbiter", "party_id": ["9999"]}]
-    warehouse = dag["tasks"]["reader_train"]["inputs"]["data"]["site_data"]["data_warehouse"]
+    warehouse = dag["tasks"]["reader_all"]["inputs"]["data"]["site_data"]["data_warehouse"]
     assert [(w["namespace"], w["parties"][0]["party_id"][0]) for w in warehouse] == [
         ("hospital_a", "9999"), ("hospital_b", "10000"), ("hospital_c", "10001")]
     trainer = dag["tasks"]["trainer"]
-    assert trainer["stage"] == "train" and trainer["dependent_tasks"] == ["reader_all", "reader_train"]
+    assert trainer["stage"] == "train" and trainer["dependent_tasks"] == ["reader_all"]
     assert trainer["parameters"]["batch_size"] == 16 and trainer["parameters"]["learning_rate"] == 1e-4
     assert trainer["parameters"]["weight_decay"] == 1e-5 and trainer["parameters"]["local_epochs"] == 3
     assert dag["party_tasks"]["host_10001"]["tasks"]["trainer"]["parameters"]["site_name"] == "hospital_c"

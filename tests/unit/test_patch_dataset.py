@@ -79,7 +79,7 @@ def test_patient_split_keeps_at_least_one_patient_on_each_side():
     assert patient_split(uids, 0.5, seed=1) == patient_split(list(reversed(uids)), 0.5, seed=1)
 
 
-@pytest.mark.parametrize("ratio, expected_negatives", [(1.0, 6), (1.5, 9), (0.0, 0), (10.0, 12)])
+@pytest.mark.parametrize("ratio, expected_negatives", [(1.0, 6), (1.5, 9), (0.0, 12), (10.0, 12)])
 def test_train_mode_keeps_positives_and_samples_negatives(small_site, tmp_path, ratio, expected_negatives):
     # Prepare
     site, _ = small_site
@@ -94,6 +94,15 @@ def test_train_mode_keeps_positives_and_samples_negatives(small_site, tmp_path, 
     assert report.negatives_dropped == 12 - expected_negatives
     assert _table(tmp_path / "p") == _table(tmp_path / "q")
     assert PatchDataset(tmp_path / "p").labels.sum() == 6
+
+
+def test_train_mode_keeps_every_candidate_by_default(small_site, tmp_path):
+    # Execute: the default reader keeps every negative (the trainer draws fresh ones each epoch)
+    site, _ = small_site
+    report = build_patch_dataset(site, tmp_path / "p", spec=SPEC, mode="train")
+    # Assert
+    assert (report.positives, report.negatives_kept, report.negatives_dropped) == (6, 12, 0)
+    assert len(PatchDataset(tmp_path / "p")) == report.candidates_total
 
 
 def test_other_seed_samples_other_negatives(small_site, tmp_path):
