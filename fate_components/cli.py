@@ -149,11 +149,12 @@ def cmd_report(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from fate_components.core.evaluation import evaluate_submission, format_report
+    from fate_components.core.evaluation import evaluate_submission, format_report, read_seriesuids
 
+    scans = read_seriesuids(Path(args.seriesuids)) if args.seriesuids else None
     report = evaluate_submission(Path(args.submission), Path(args.annotations),
-                                 excluded=Path(args.excluded) if args.excluded else None,
-                                 n_boot=args.bootstrap, seed=args.seed)
+                                 excluded=Path(args.excluded) if args.excluded else None, scans=scans,
+                                 n_boot=args.bootstrap, seed=args.seed, max_marks_per_scan=args.max_marks_per_scan)
     print(format_report(report))
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2))
@@ -268,7 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="FROC/CPM (LUNA16 rules), AUC and bootstrap CI of a submission.csv")
     p.add_argument("submission", help="seriesuid,coordX,coordY,coordZ,probability")
     p.add_argument("annotations", help="annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm)")
-    p.add_argument("--excluded", help="annotations_excluded.csv: hits on these findings are ignored")
+    p.add_argument("--excluded", help="annotations_excluded.csv: hits on these findings are ignored "
+                                      "(a diameter_mm of -1 counts as 10 mm)")
+    p.add_argument("--seriesuids", help="the evaluated scans, one seriesuid per line, no header (LUNA16's "
+                                        "seriesuids.csv); default: the scans in the submission")
+    p.add_argument("--max-marks-per-scan", type=int, default=100,
+                   help="keep the N most probable marks of each scan, as LUNA16 (default 100; 0 keeps all)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples over scans")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", help="write the full report (incl. the FROC curve) as JSON")

@@ -26,20 +26,26 @@ def lung_evaluation(
                          desc="val: only patients held out of training; all: every scan"),
     bootstrap: cpn.parameter(type=params.conint(ge=0), default=1000, desc="bootstrap samples over scans"),
     seed: cpn.parameter(type=int, default=0, desc="bootstrap seed"),
+    max_marks_per_scan: cpn.parameter(type=params.conint(ge=0), default=100,
+                                      desc="keep the N most probable marks of each scan, as LUNA16 (0 keeps all)"),
 ):
     from fate_components.core.evaluation import evaluate_submission
 
     site_root = Path(site_data.get_directory())
-    excluded = site_root / "annotations_excluded.csv"
-    result = evaluate_submission(Path(predictions.get_directory()) / "predictions.csv", site_root / "annotations.csv",
+    annotations, excluded = site_root / "annotations.csv", site_root / "annotations_excluded.csv"
+    if not annotations.exists():
+        logger.warning("no annotations.csv in the site directory: no nodule to find, sensitivity and CPM undefined")
+    result = evaluate_submission(Path(predictions.get_directory()) / "predictions.csv",
+                                 annotations if annotations.exists() else None,
                                  excluded=excluded if excluded.exists() else None,
-                                 split=None if split == "all" else split, n_boot=bootstrap, seed=seed)
+                                 split=None if split == "all" else split, n_boot=bootstrap, seed=seed,
+                                 max_marks_per_scan=max_marks_per_scan)
     out_dir = Path(report.get_directory())
     replace_file(out_dir / "evaluation.json",
                  lambda p: p.write_text(json.dumps(_finite({"split": split, **result}), indent=2)))
     publish_directory(report, {"split": split})
     summary = _finite({k: result[k] for k in ("cpm", "cpm_ci95", "auc", "n_scans", "n_nodules",
-                                              "n_false_positives")})
+                                              "n_false_positives", "n_marks_dropped", "max_marks_per_scan")})
     ctx.metrics.log_metrics({**summary, "sensitivity_at": result["sensitivity_at"], "split": split},
                             name="froc_summary", type="froc")
     ctx.metrics.log_metrics([[x, y] for x, y in zip(result["froc"]["fps_per_scan"], result["froc"]["sensitivity"])],

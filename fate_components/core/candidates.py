@@ -100,15 +100,30 @@ def read_candidates(path: Path, *, shown: str | None = None) -> list[Candidate]:
     return candidates
 
 
-def read_annotations(path: Path, *, shown: str | None = None) -> list[Annotation]:
-    """Read a LUNA16 annotations.csv (extra columns allowed)."""
+UNKNOWN_DIAMETER_MM = -1.0   # LUNA16's annotations_excluded.csv: size unknown (evaluated as 10 mm)
+
+
+def read_annotations(path: Path, *, shown: str | None = None,
+                     allow_unknown_diameter: bool = False) -> list[Annotation]:
+    """Read a LUNA16 annotations.csv (extra columns allowed, CRLF or LF line endings).
+
+    With `allow_unknown_diameter` (for annotations_excluded.csv) a diameter_mm of -1, LUNA16's "size unknown",
+    is accepted and kept as -1.0; the evaluation counts it as 10 mm. Anywhere else a diameter must be positive.
+    """
     shown = shown or Path(path).name
     annotations = []
     for line, row in _rows(path, ANNOTATION_COLUMNS, shown):
         diameter = _number(row, "diameter_mm", line, shown)
-        if diameter <= 0:
+        if diameter <= 0 and not (allow_unknown_diameter and diameter == UNKNOWN_DIAMETER_MM):
+            if allow_unknown_diameter:
+                fix = "or -1 (size unknown, counted as 10 mm)"
+            elif diameter == UNKNOWN_DIAMETER_MM:
+                fix = ("(-1, size unknown, is allowed only in an excluded-findings file such as "
+                       "annotations_excluded.csv; give that file as the excluded findings, or the nodule's size)")
+            else:
+                fix = "(the nodule's diameter in mm)"
             raise CsvFormatError(f"{shown}: line {line}: diameter_mm is {row['diameter_mm']!r}, expected a "
-                                 f"positive number")
+                                 f"positive number {fix}")
         annotations.append(Annotation(_seriesuid(row, line, shown), _xyz(row, line, shown), diameter))
     return annotations
 

@@ -86,3 +86,37 @@ def test_annotation_diameter_must_be_positive(tmp_path):
     path.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\nu,1,2,3,-4\n")
     with pytest.raises(CsvFormatError, match=r"line 2: diameter_mm is '-4', expected a positive number"):
         read_annotations(path)
+
+
+def test_excluded_file_with_crlf_extra_columns_and_unknown_diameter(tmp_path):
+    # Prepare: annotations_excluded.csv as LUNA16 publishes it (CRLF, -1 = size unknown).
+    path = tmp_path / "annotations_excluded.csv"
+    path.write_bytes(b"seriesuid,coordX,coordY,coordZ,diameter_mm,note\r\n"
+                     + f"{UID},-128.94,-175.32,-298.39,-1,a\r\n".encode()
+                     + b"\r\n"
+                     + f"{UID},103.78,-211.93,-227.12,4.2,b\r\n".encode())
+
+    # Execute
+    annotations = read_annotations(path, allow_unknown_diameter=True)
+
+    # Assert
+    assert annotations == [Annotation(UID, (-128.94, -175.32, -298.39), -1.0),
+                           Annotation(UID, (103.78, -211.93, -227.12), 4.2)]
+
+
+def test_unknown_diameter_is_refused_in_annotations_csv_with_the_fix(tmp_path):
+    path = tmp_path / "annotations.csv"
+    path.write_bytes(b"seriesuid,coordX,coordY,coordZ,diameter_mm\r\nu,1,2,3,5\r\nu,1,2,3,-1\r\n")
+    with pytest.raises(CsvFormatError, match=r"^annotations\.csv: line 3: diameter_mm is '-1', expected a positive "
+                                             r"number \(-1, size unknown, is allowed only in an excluded-findings "
+                                             r"file"):
+        read_annotations(path)
+
+
+@pytest.mark.parametrize("value", ["-4", "0", "-1.5"])
+def test_excluded_file_still_refuses_other_non_positive_diameters(tmp_path, value):
+    path = tmp_path / "annotations_excluded.csv"
+    path.write_text(f"seriesuid,coordX,coordY,coordZ,diameter_mm\nu,1,2,3,{value}\n")
+    with pytest.raises(CsvFormatError, match=rf"line 2: diameter_mm is '{value}', expected a positive number or -1 "
+                                             r"\(size unknown, counted as 10 mm\)"):
+        read_annotations(path, allow_unknown_diameter=True)
