@@ -1,6 +1,7 @@
 """Local training, evaluation and prediction of the patch classifier (no FATE here)."""
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -181,11 +182,17 @@ def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.
     return LocalResult(loss=last_epoch_loss, n_samples=n_samples, seconds=time.perf_counter() - start)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Probabilities of every patch, read one batch at a time (a memory map is never loaded whole).
+
+    Runs a channels-last copy of the model: oneDNN's 3D convolutions are about 1.3x faster on a CPU
+    in that layout (bench/luna16_scale.py); the scores agree with the plain layout to ~1e-7.
+    """
     model.eval()
-    out = [torch.sigmoid(model(_as_tensor(patches[lo:lo + batch_size]))).numpy()
-           for lo in range(0, len(patches), batch_size)]
+    fast = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
+    out = [torch.sigmoid(fast(_as_tensor(patches[lo:lo + batch_size]).contiguous(
+        memory_format=torch.channels_last_3d))).numpy() for lo in range(0, len(patches), batch_size)]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 

@@ -76,7 +76,7 @@ def run_demo(args) -> int:
     import json
 
     from fate_components.cli import PROJECT_HOME
-    from fate_components.ops.demo import _demo_conf, collect_results, sample_data
+    from fate_components.ops.demo import _demo_conf, collect_results, demo_patients, sample_data
     from fate_components.ops.jobs import load_json
     from fate_components.ops.report import collect, write_report
 
@@ -86,7 +86,7 @@ def run_demo(args) -> int:
     print(f"[1/5] three FATE sites up: RabbitMQ amqp :{d.amqp_port} (management :{d.mng_port}), nginx "
           f":{d.nginx_port}; " + ", ".join(f"{s.name} (party {s.party_id}) FATE-Flow :{s.http_port}"
                                            for s in d.sites.values()))
-    data_root = sample_data(args.size, args.seed)
+    data_root = sample_data(args.size, args.seed, demo_patients(args.size, args.patients))
     print(f"[2/5] sample data in {data_root}")
     bind(d, conf, data_root)
     print("[3/5] each hospital bound its own directory into its own FATE-Flow")
@@ -107,9 +107,13 @@ def run_demo(args) -> int:
     (results / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"[5/5] job {job_id} succeeded: job {job_seconds:.0f} s, all {time.perf_counter() - t_start:.0f} s")
     for name, info in summary["sites"].items():
-        print(f"      {name}: held-out AUC {info['heldout_auc']:.3f}, CPM {info['heldout_cpm']:.3f} "
+        print(f"      {name}: held-out AUC {info['heldout_auc']:.3f}, CPM {_or_nan(info['heldout_cpm']):.3f} "
               f"(outputs in its own FATE-Flow home {homes[name]})")
     page = write_report(collect(None, None, job_id, parse_sites(conf), metrics, site_clients=clients,
                                 site_homes=homes), results / "report")
     print(f"      report: {page}\n      stop the three sites with: fate-lung deploy down")
     return 0
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

@@ -131,13 +131,13 @@ def _plot(data: dict, out: Path) -> None:
             continue
         band = ev.get("froc_band")
         low, high = ev["cpm_ci95"]
-        label = f"{name}: CPM {ev['cpm']:.3f} ({_fmt(low)}-{_fmt(high)})"
+        label = f"{name}: CPM {_fmt(ev['cpm'])} ({_fmt(low)}-{_fmt(high)})"
         if band:
             line, = ax.plot(band["fps_per_scan"], band["sensitivity"], label=label)
             ax.fill_between(band["fps_per_scan"], _nan_to(band["low"], 0.0), _nan_to(band["high"], 1.0),
                             color=line.get_color(), alpha=0.15)
         else:
-            ax.step(ev["froc"]["fps_per_scan"], ev["froc"]["sensitivity"], where="post", label=label)
+            ax.plot(ev["froc"]["fps_per_scan"], ev["froc"]["sensitivity"], label=label)   # linear, as LUNA16
     ax.set_xscale("log", base=2)
     ax.set(xlim=(0.125, 8), ylim=(0, 1.02), xlabel="false positives per scan", ylabel="sensitivity",
            title="FROC on held-out patients, 95% bootstrap band")
@@ -164,7 +164,7 @@ def _page(data: dict) -> str:
         spacing = " x ".join(f"{v:.2f}" for v in d["median_spacing_mm"]) if d["median_spacing_mm"] else "n/a"
         slices = "-".join(f"{v:.2f}" for v in d["slice_spacing_range_mm"]) if d["slice_spacing_range_mm"] else "n/a"
         final = s["train_loss"][-1][1] if s["train_loss"] else float("nan")
-        cpm = f"{ev['cpm']:.3f} ({_fmt(ev['cpm_ci95'][0])}-{_fmt(ev['cpm_ci95'][1])})" if ev else "not evaluated"
+        cpm = f"{_fmt(ev['cpm'])} ({_fmt(ev['cpm_ci95'][0])}-{_fmt(ev['cpm_ci95'][1])})" if ev else "not evaluated"
         auc = _fmt(ev["auc"]) if ev else "n/a"
         epsilon = f"{s['epsilon'][-1][1]:.2f}" if s.get("epsilon") else "no DP"
         rows.append(f"<tr><td>{e(name)}</td><td>{e(s['role'])} {e(str(s['party_id']))}</td><td>{d['scans']}</td>"
