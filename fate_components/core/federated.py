@@ -110,7 +110,8 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
             start = get_parameters(model) if privacy.mode == "client" else None
             t_score = time.perf_counter()
             if sampler.wants_scores:   # hard negatives: rank this round's negatives by the model just received
-                sampler.rescore(predict_proba(model, RowView(data.train_x, sampler.negatives)))
+                pool = sampler.hard_pool(generator)
+                sampler.rescore(pool, predict_proba(model, RowView(data.train_x, sampler.negatives[pool])))
             score_seconds = time.perf_counter() - t_score
             if dp_sgd is not None:
                 local = train_local_dp(dp_sgd, data.train_x, data.train_y, epochs=config.local_epochs,

@@ -7,9 +7,13 @@ the site's training negatives with the training generator, so over the rounds th
 every negative, and a run (or a resumed run) is repeatable for its seed.
 
 Hard-negative mining (`hard_negative_fraction` f > 0): at the start of every round the site
-scores its training negatives with the model it received, and that share of each epoch's
-negatives is the f * k negatives scored highest; the other (1 - f) * k are drawn at random
-from the rest. Scores come from the current global model, so a resume recomputes them.
+scores a fresh random pool of HARD_POOL_FACTOR * k of its training negatives (all of them at a
+small site) with the model it received, and that share of each epoch's negatives is the f * k
+of the pool scored highest; the other (1 - f) * k are drawn at random from the rest. The pool
+keeps the rescoring cost proportional to an epoch, not to the site: scoring all ~14,000
+negatives of a 20-scan LUNA16-density site every round would cost more than the training.
+Pools and scores come from the training generator and the current global model, so a resume
+recomputes them.
 
 With patient-level DP-SGD, the privacy unit is a patient, so one patient's selection must not
 depend on another patient's data: each training negative is then kept independently with
@@ -27,10 +31,11 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["NegativeSampling", "EpochSampler", "RowView", "DEFAULT_NEGATIVES_PER_POSITIVE"]
+__all__ = ["NegativeSampling", "EpochSampler", "RowView", "DEFAULT_NEGATIVES_PER_POSITIVE", "HARD_POOL_FACTOR"]
 
 # Chosen by measurement on LUNA16-density sites (README, "Choosing negatives").
 DEFAULT_NEGATIVES_PER_POSITIVE = 10.0
+HARD_POOL_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -75,12 +80,19 @@ class EpochSampler:
     def wants_scores(self) -> bool:
         return self.sampling.hard_negative_fraction > 0 and 0 < self.negatives_per_epoch < len(self.negatives)
 
-    def rescore(self, negative_scores: np.ndarray) -> None:
-        """The current model's scores of `self.negatives` (same order); hardest first, ties by row."""
-        scores = np.asarray(negative_scores, dtype=np.float64)
-        if scores.shape != self.negatives.shape:
-            raise ValueError(f"expected {len(self.negatives)} negative scores, got {scores.shape}")
-        self._hard_order = np.lexsort((np.arange(len(scores)), -scores))
+    def hard_pool(self, generator: torch.Generator) -> np.ndarray:
+        """Positions in `self.negatives` to score this round: a fresh random pool, sorted."""
+        n = min(len(self.negatives), HARD_POOL_FACTOR * self.negatives_per_epoch)
+        if n == len(self.negatives):
+            return np.arange(n)
+        return np.sort(torch.randperm(len(self.negatives), generator=generator)[:n].numpy())
+
+    def rescore(self, pool: np.ndarray, scores: np.ndarray) -> None:
+        """The current model's `scores` of the negatives at positions `pool`; hardest first, ties by row."""
+        pool, scores = np.asarray(pool), np.asarray(scores, dtype=np.float64)
+        if scores.shape != pool.shape:
+            raise ValueError(f"expected {len(pool)} negative scores, got {scores.shape}")
+        self._hard_order = pool[np.lexsort((pool, -scores))]
 
     def draw(self, generator: torch.Generator) -> np.ndarray:
         n_neg, k = len(self.negatives), self.negatives_per_epoch

@@ -71,7 +71,8 @@ def test_hard_negatives_are_the_highest_scored_and_the_rest_random():
     # Prepare: negatives scored by their row number, so the hardest are the last rows
     labels = _labels(4, 200)
     sampler = EpochSampler(labels, NegativeSampling(negatives_per_positive=5, hard_negative_fraction=0.5))
-    sampler.rescore(sampler.negatives.astype(float))
+    pool = sampler.hard_pool(torch.Generator())
+    sampler.rescore(pool, sampler.negatives[pool].astype(float))
     hardest = set(sampler.negatives[-10:].tolist())
     generator = torch.Generator().manual_seed(0)
     # Execute
@@ -81,6 +82,20 @@ def test_hard_negatives_are_the_highest_scored_and_the_rest_random():
         negatives = set(rows[labels[rows] == 0].tolist())
         assert len(negatives) == 20 and hardest <= negatives
     assert len({frozenset(rows.tolist()) for rows in draws}) == 5
+
+
+def test_hard_negatives_come_from_a_fresh_pool_ten_times_the_epochs_negatives():
+    # Prepare: 2,000 negatives, 20 per epoch, so each round scores a pool of 200
+    labels = _labels(4, 2000)
+    sampler = EpochSampler(labels, NegativeSampling(negatives_per_positive=5, hard_negative_fraction=0.5))
+    generator = torch.Generator().manual_seed(0)
+    # Execute
+    pools = [sampler.hard_pool(generator) for _ in range(3)]
+    sampler.rescore(pools[0], -pools[0].astype(float))     # lowest positions score highest
+    rows = sampler.draw(generator)
+    # Assert: pools differ each round; the 10 hard negatives are the pool's 10 best
+    assert all(len(p) == 200 and len(set(p)) == 200 for p in pools) and len({tuple(p) for p in pools}) == 3
+    assert set(sampler.negatives[pools[0][:10]]) <= set(rows.tolist())
 
 
 def test_independent_sampling_keeps_each_negative_at_the_rate_and_refuses_hard_negatives():
