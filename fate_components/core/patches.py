@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, fields
 
 import numba
 import numpy as np
+from llvmlite import ir as llvm_ir
+from numba import types
+from numba.extending import intrinsic
 from scipy.ndimage import map_coordinates
 
 from .errors import ConfigError, CoordinateOutOfVolumeError
@@ -156,32 +159,205 @@ def extract_patches(volume: Volume, centers_world_mm, spec: PatchSpec) -> np.nda
         raise outside_scan_error(volume, centers[np.argmax(outside)])
     out = np.empty((len(centers), size, size, size), dtype=np.uint16)   # float16 bit patterns
     _sample_normalised(volume.array_hu, *_axis_aligned_positions(volume, centers, axes, _grid_offsets(spec)),
-                       np.float32(AIR_HU), np.float32(spec.hu_min), np.float32(spec.hu_max), out)
+                       np.float32(AIR_HU), np.float32(spec.hu_min), np.float32(spec.hu_max),
+                       np.float32(spec.hu_max - spec.hu_min), out)
     return np.transpose(out.view(np.float16), [0] + [o + 1 for o in _world_order(axes)])
 
 
+# Separable trilinear sampling on axis-aligned scans. For each scan slice k the patch needs, a
+# plane [j, i] is interpolated along j (two rows, contiguous runs of i, straight from the int16
+# or float32 scan), then along i; output planes are then interpolated along k between two
+# slice planes. Every value is lo + f * (hi - lo) in float32 with air outside the scan, in that
+# order, whether a patch is cut alone (_trilinear_grid) or with the others of its scan
+# (_sample_normalised), so both give the same bits. No fastmath: the float16 rounding below
+# relies on exact IEEE additions, and a contracted multiply-add would round differently.
+
 @numba.njit(cache=True, nogil=True)
-def _sample_normalised(array, pk, pj, pi, air, hu_min, hu_max, out):  # pragma: no cover - compiled
-    # Samples, normalises as normalise_hu does (bit for bit) and stores float16 bit patterns
-    # (numba has no float16; numpy's own conversion cost as much as the sampling).
-    width = hu_max - hu_min
-    patch = np.empty(out.shape[1:], dtype=np.float32)
-    flat = patch.reshape(-1)
-    bits = flat.view(np.uint32)
-    for n in range(pk.shape[0]):
-        _trilinear_grid(array, pk[n], pj[n], pi[n], air, patch)
-        target = out[n].reshape(-1)
-        for idx in range(flat.shape[0]):
-            flat[idx] = (min(max(flat[idx], hu_min), hu_max) - hu_min) / width
-            target[idx] = _half_bits(np.int64(bits[idx]))
+def _sample_normalised(array, pk, pj, pi, air, hu_min, hu_max, width, out):  # pragma: no cover - compiled
+    # All patches of a scan in one sweep over its slices (patches ordered by their first slice):
+    # each slice is cut for every patch over it while it is still in cache, instead of patch after
+    # patch, each re-reading ~40 slices from memory. A patch keeps its last two slice planes; an
+    # output plane is interpolated along k, normalised as normalise_hu does (bit for bit) and
+    # stored as float16 bit patterns (numba has no float16) once its second slice is done.
+    # Returns a checksum of the rows touched ahead (see _touch_rows); the caller ignores it.
+    n, na = pk.shape
+    nb, nc = pj.shape[1], pi.shape[1]
+    k0, fk = _floor_frac(pk)
+    j0, fj = _floor_frac(pj)
+    i0, fi = _floor_frac(pi)
+    first = np.empty(n, dtype=np.int64)
+    last = np.empty(n, dtype=np.int64)
+    row_len = 2
+    for p in range(n):
+        first[p] = min(k0[p, 0], k0[p, na - 1])
+        last[p] = max(k0[p, 0], k0[p, na - 1]) + 1
+        row_len = max(row_len, abs(i0[p, nc - 1] - i0[p, 0]) + 2)
+    order = np.argsort(first)
+    planes = np.empty((n, 2, nb, nc), dtype=np.float32)   # slice planes k and k - 1, by parity of k
+    row = np.empty(row_len, dtype=np.float32)
+    active = np.empty(n, dtype=np.int64)
+    n_active, entered, checksum = 0, 0, 0
+    k = first[order[0]] if n else 0
+    while entered < n or n_active:
+        if n_active == 0:
+            k = first[order[entered]]
+        while entered < n and first[order[entered]] == k:
+            active[n_active] = order[entered]
+            n_active += 1
+            entered += 1
+        kept = 0
+        for s in range(n_active):
+            p = active[s]
+            if _slice_needed(k0[p], k):
+                if s + 1 < n_active:
+                    # Load the next patch's rows now: these misses then overlap this patch's arithmetic.
+                    checksum += _touch_rows(array, k, j0[active[s + 1]], i0[active[s + 1]])
+                cur, prev = planes[p, k & 1], planes[p, (k + 1) & 1]
+                _plane(array, k, j0[p], fj[p], i0[p], fi[p], air, row, cur)
+                for a in range(na):
+                    if k0[p, a] + 1 == k:
+                        _emit_normalised(prev, cur, fk[p, a], hu_min, hu_max, width, out[p, a])
+            if k < last[p]:
+                active[kept] = p
+                kept += 1
+        n_active = kept
+        k += 1
+    return checksum
+
+
+@numba.njit(cache=True, nogil=True)
+def _trilinear_grid(array, pk, pj, pi, air, out):  # pragma: no cover - compiled
+    """out[a, b, c]: the scan at index (pk[a], pj[b], pi[c]), one patch, float32 HU; the same
+    arithmetic as _sample_normalised."""
+    k0, fk = _floor_frac(pk)
+    j0, fj = _floor_frac(pj)
+    i0, fi = _floor_frac(pi)
+    kmin = min(k0[0], k0[-1])
+    planes = np.empty((abs(k0[-1] - k0[0]) + 2, pj.shape[0], pi.shape[0]), dtype=np.float32)
+    row = np.empty(abs(i0[-1] - i0[0]) + 2, dtype=np.float32)
+    for kk in range(planes.shape[0]):
+        if _slice_needed(k0, kmin + kk):
+            _plane(array, kmin + kk, j0, fj, i0, fi, air, row, planes[kk])
+    for a in range(pk.shape[0]):
+        lo, hi, f = planes[k0[a] - kmin], planes[k0[a] + 1 - kmin], fk[a]
+        for b in range(pj.shape[0]):
+            for c in range(pi.shape[0]):
+                out[a, b, c] = lo[b, c] + f * (hi[b, c] - lo[b, c])
+
+
+@numba.njit(cache=True, nogil=True)
+def _slice_needed(k0, k):  # pragma: no cover - compiled
+    for a in range(k0.shape[0]):
+        if k0[a] == k or k0[a] + 1 == k:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _plane(array, k, j0, fj, i0, fi, air, row, dst):  # pragma: no cover - compiled
+    # dst[b, c]: slice k at rows j0[b] + fj[b], columns i0[c] + fi[c]; j and i ascend or descend.
+    nk, nj, ni = array.shape
+    nb, nc = j0.shape[0], i0.shape[0]
+    if k < 0 or k >= nk:
+        dst[:, :] = air
+        return
+    imin = min(i0[0], i0[nc - 1])
+    n_i = max(i0[0], i0[nc - 1]) + 2 - imin
+    inside = (imin >= 0 and imin + n_i <= ni and min(j0[0], j0[nb - 1]) >= 0
+              and max(j0[0], j0[nb - 1]) + 1 < nj)
+    for b in range(nb):
+        j, f = j0[b], fj[b]
+        if inside:
+            lo_row, hi_row = array[k, j, imin:imin + n_i], array[k, j + 1, imin:imin + n_i]
+            for ii in range(n_i):
+                lo = np.float32(lo_row[ii])
+                row[ii] = lo + f * (np.float32(hi_row[ii]) - lo)
+        else:
+            for ii in range(n_i):
+                lo = _at(array, k, j, imin + ii, air)
+                row[ii] = lo + f * (_at(array, k, j + 1, imin + ii, air) - lo)
+        out_row = dst[b]
+        for c in range(nc):
+            ic = np.uint64(i0[c] - imin)   # unsigned: no negative-index wraparound in the loop
+            lo = row[ic]
+            out_row[c] = lo + fi[c] * (row[ic + np.uint64(1)] - lo)
+
+
+@numba.njit(cache=True, nogil=True)
+def _touch_rows(array, k, j0, i0):  # pragma: no cover - compiled
+    # One load per cache line of the rows _plane will read for slice k (a software prefetch).
+    nk, nj, ni = array.shape
+    nb, nc = j0.shape[0], i0.shape[0]
+    if k < 0 or k >= nk:
+        return 0
+    imin = max(min(i0[0], i0[nc - 1]), 0)
+    imax = min(max(i0[0], i0[nc - 1]) + 1, ni - 1)
+    total = 0
+    for b in range(nb):
+        j = j0[b]
+        if 0 <= j and j + 1 < nj:
+            for i in range(imin, imax, 32):
+                total += array[k, j, i] + array[k, j + 1, i]
+            total += array[k, j, imax] + array[k, j + 1, imax]
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _emit_normalised(lo, hi, f, hu_min, hu_max, width, dst):  # pragma: no cover - compiled
+    # dst[b, c]: float16 bits of normalise_hu(lo + f * (hi - lo)), branch-free for values in
+    # [0, 65536) (always, after the window, unless the scan holds nan), which lets it vectorise.
+    for b in range(lo.shape[0]):
+        lo_row, hi_row, out_row = lo[b], hi[b], dst[b]
+        unusual = False
+        for c in range(lo.shape[1]):
+            x = (min(max(lo_row[c] + f * (hi_row[c] - lo_row[c]), hu_min), hu_max) - hu_min) / width
+            out_row[c] = _half_bits_small(x)
+            unusual |= _float32_bits(x) >= _HALF_FAST_LIMIT
+        if unusual:
+            for c in range(lo.shape[1]):
+                x = (min(max(lo_row[c] + f * (hi_row[c] - lo_row[c]), hu_min), hu_max) - hu_min) / width
+                if _float32_bits(x) >= _HALF_FAST_LIMIT:
+                    out_row[c] = _half_bits(np.int64(_float32_bits(x)))
+
+
+@intrinsic
+def _float32_bits(typingctx, x):
+    """The bit pattern of a float32 as uint32 (numba has no scalar view)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(32))
+
+    return types.uint32(types.float32), codegen
+
+
+_HALF_FAST_LIMIT = np.uint32(143 << 23)   # float32 bits of 65536.0; negative, inf and nan are above
+_HALF_MIN_NORMAL = np.uint32(113 << 23)   # float32 bits of 2**-14, the smallest normal float16
+_HALF_MAGIC = np.float32(0.5)             # float32 spacing at 0.5 is 2**-24, float16's subnormal step
+
+
+@numba.njit(cache=True, nogil=True)
+def _half_bits_small(x):  # pragma: no cover - compiled
+    # float16 bits of float32 x, rounding to nearest even like numpy, for 0 <= x < 65536 (any result
+    # otherwise; _half_bits handles those). Normal: rebias the exponent, round the 13 dropped
+    # mantissa bits. Subnormal: adding 0.5 makes the float32 adder round x to a multiple of 2**-24.
+    u = _float32_bits(x)
+    normal = (u - np.uint32(112 << 23) + np.uint32(0xFFF) + ((u >> np.uint32(13)) & np.uint32(1))) >> np.uint32(13)
+    subnormal = _float32_bits(x + _HALF_MAGIC) - _float32_bits(_HALF_MAGIC)
+    return np.uint16(subnormal if u < _HALF_MIN_NORMAL else normal)
 
 
 @numba.njit(cache=True, nogil=True)
 def float32_bits_to_half(bits):  # pragma: no cover - compiled
     """float16 bit patterns of float32 bit patterns (uint32 array), rounding to nearest even like numpy."""
+    values = bits.view(np.float32)
     out = np.empty(bits.shape[0], dtype=np.uint16)
     for idx in range(bits.shape[0]):
-        out[idx] = _half_bits(np.int64(bits[idx]))
+        if bits[idx] < _HALF_FAST_LIMIT:
+            out[idx] = _half_bits_small(values[idx])
+        else:
+            out[idx] = _half_bits(np.int64(bits[idx]))
     return out
 
 
@@ -222,46 +398,6 @@ def _world_axis_of_index_axes(direction: np.ndarray) -> tuple[int, int, int] | N
     return axes
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _trilinear_grid(array, pk, pj, pi, air, out):  # pragma: no cover - compiled
-    # Compiled and separable: numpy's per-axis gathers cost ~0.5 ms per patch in temporaries.
-    # Pass 1 interpolates along i on every row of the block under the patch (contiguous reads
-    # straight from the int16 or float32 scan), pass 2 along j, pass 3 along k.
-    nk, nj, ni = array.shape
-    k0, fk = _floor_frac(pk)
-    j0, fj = _floor_frac(pj)
-    i0, fi = _floor_frac(pi)
-    kmin, jmin = k0.min(), j0.min()
-    nbk, nbj = k0.max() + 2 - kmin, j0.max() + 2 - jmin
-    inside_i = i0.min() >= 0 and i0.max() + 1 < ni
-    rows = np.empty((nbk, nbj, pi.shape[0]), dtype=np.float32)
-    for kk in range(nbk):
-        k = kmin + kk
-        for jj in range(nbj):
-            j = jmin + jj
-            if k < 0 or k >= nk or j < 0 or j >= nj:
-                rows[kk, jj, :] = air
-            elif inside_i:
-                for c in range(pi.shape[0]):
-                    lo = np.float32(array[k, j, i0[c]])
-                    rows[kk, jj, c] = lo + fi[c] * (np.float32(array[k, j, i0[c] + 1]) - lo)
-            else:
-                for c in range(pi.shape[0]):
-                    rows[kk, jj, c] = ((1.0 - fi[c]) * _at(array, k, j, i0[c], air)
-                                       + fi[c] * _at(array, k, j, i0[c] + 1, air))
-    plane = np.empty((nbk, pj.shape[0], pi.shape[0]), dtype=np.float32)
-    for kk in range(nbk):
-        for b in range(pj.shape[0]):
-            jj = j0[b] - jmin
-            for c in range(pi.shape[0]):
-                plane[kk, b, c] = rows[kk, jj, c] + fj[b] * (rows[kk, jj + 1, c] - rows[kk, jj, c])
-    for a in range(pk.shape[0]):
-        kk = k0[a] - kmin
-        for b in range(pj.shape[0]):
-            for c in range(pi.shape[0]):
-                out[a, b, c] = plane[kk, b, c] + fk[a] * (plane[kk + 1, b, c] - plane[kk, b, c])
-
-
 @numba.njit(cache=True, nogil=True)
 def _floor_frac(p):  # pragma: no cover - compiled
     lo = np.floor(p)
@@ -272,5 +408,5 @@ def _floor_frac(p):  # pragma: no cover - compiled
 def _at(array, k, j, i, air):  # pragma: no cover - compiled
     nk, nj, ni = array.shape
     if 0 <= k < nk and 0 <= j < nj and 0 <= i < ni:
-        return float(array[k, j, i])
-    return float(air)
+        return np.float32(array[k, j, i])
+    return air
