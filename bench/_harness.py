@@ -23,7 +23,7 @@ class Federation:
 
 
 @contextlib.contextmanager
-def standalone_federation(work: Path, size: str, seed: int = 0) -> Iterator[Federation]:
+def standalone_federation(work: Path, size: str, seed: int = 0, n_patients: int | None = None) -> Iterator[Federation]:
     """Start FATE-Flow in `work/flow` (free ports), generate and bind the three sample hospitals; stop by pid after."""
     from fate_components.core.sample_data import generate_federation
     from fate_components.ops import flow_server
@@ -33,7 +33,7 @@ def standalone_federation(work: Path, size: str, seed: int = 0) -> Iterator[Fede
     server = flow_server.start(work / "flow")
     try:
         client = server.client()
-        site_dirs = generate_federation(work / "data", size=size, seed=seed)
+        site_dirs = generate_federation(work / "data", size=size, seed=seed, n_patients=n_patients)
         conf = load_json(ROOT / "conf" / "lung_conf.json")
         sites = parse_sites(conf)
         for site in sites:
@@ -85,29 +85,59 @@ def reader_spec(conf: dict):
                         hu_max=r["hu_max"])
 
 
-def site_datasets(fed: Federation, work: Path) -> dict:
-    """Each site's training patches, cut with the conf's reader settings: {site: SiteData}."""
+def site_datasets(fed: Federation, work: Path, negative_ratio: float = 0.0) -> dict:
+    """Each site's training patches, memory-mapped, cut with the conf's reader settings: {site: SiteData}.
+
+    negative_ratio > 0: the read-time subsample (every positive, that many negatives each, drawn once).
+    """
     from fate_components.components._trainer import load_site_data
     from fate_components.core.patch_dataset import build_patch_dataset
 
     reader, spec = reader_spec(fed.conf)
     out = {}
     for name, site_dir in fed.site_dirs.items():
-        target = work / "patches" / name
-        build_patch_dataset(site_dir, target, spec=spec, mode="train", negative_ratio=reader.get("negative_ratio", 0.0),
+        target = work / "patches" / (f"{name}_ratio{negative_ratio:g}" if negative_ratio else name)
+        build_patch_dataset(site_dir, target, spec=spec, mode="train", negative_ratio=negative_ratio,
                             val_fraction=reader["val_fraction"], seed=reader["seed"])
         out[name] = load_site_data(target)[1]
     return out
 
 
+class Stacked:
+    """Several (memory-mapped) patch arrays read as one, a batch at a time: pooling without copying."""
+
+    def __init__(self, parts) -> None:
+        import numpy as np
+
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+        self.shape = (int(self.starts[-1]), *self.parts[0].shape[1:])
+        self.dtype = self.parts[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        import numpy as np
+
+        wanted = np.arange(len(self))[key]
+        part = np.searchsorted(self.starts, wanted, side="right") - 1
+        out = np.empty((len(wanted), *self.shape[1:]), dtype=self.dtype)
+        for k in np.unique(part):
+            mine = part == k
+            out[mine] = self.parts[k][wanted[mine] - self.starts[k]]
+        return out
+
+
 def pool(parts):
-    """The sites' data in one place (the centralized baseline)."""
+    """The sites' data in one place (the centralized baseline), still read from each site's memory map."""
     import numpy as np
 
     from fate_components.core.federated import SiteData
 
     parts = list(parts)
-    return SiteData(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("train_x", "train_y", "val_x", "val_y")),
+    return SiteData(Stacked(p.train_x for p in parts), np.concatenate([p.train_y for p in parts]),
+                    Stacked(p.val_x for p in parts), np.concatenate([p.val_y for p in parts]),
                     train_groups=np.concatenate([p.train_groups for p in parts]))
 
 
@@ -131,13 +161,14 @@ def train_alone(data, conf: dict, trainer: dict, threads: int, model=None):
 
 @dataclass
 class HeldOut:
-    """A common test set no site trains on, and LUNA16 scoring of a model on it."""
+    """A common test set no site trains on, and LUNA16 scoring of a model on it (the official rules)."""
 
     x: object
     y: object
     scored_at: list
     nodules: list
     scans: list
+    excluded: list
 
     def score(self, model, n_boot: int = 1000) -> tuple[float, float, float, float]:
         """(CPM, CI low, CI high, AUC)."""
@@ -146,12 +177,13 @@ class HeldOut:
 
         p = predict_proba(model, self.x)
         scored = [Scored(uid, xyz, float(prob)) for (uid, xyz), prob in zip(self.scored_at, p)]
-        cpm, low, high = bootstrap_cpm(scored, self.nodules, scans=self.scans, n_boot=n_boot, seed=0)
+        cpm, low, high = bootstrap_cpm(scored, self.nodules, excluded=self.excluded, scans=self.scans,
+                                       n_boot=n_boot, seed=0)
         return cpm, low, high, binary_auc(self.y, p)
 
 
-def held_out(work: Path, size: str, conf: dict, seed: int = 1) -> HeldOut:
-    """Patients of a new seed, dealt equally to the three scanner profiles, cut in predict mode."""
+def held_out(work: Path, size: str, conf: dict, seed: int = 1, n_patients: int | None = None) -> HeldOut:
+    """Patients of a new seed, dealt equally to the three scanner profiles, every candidate cut."""
     import numpy as np
 
     from fate_components.core.candidates import read_annotations
@@ -160,16 +192,21 @@ def held_out(work: Path, size: str, conf: dict, seed: int = 1) -> HeldOut:
     from fate_components.core.sample_data import generate_federation
 
     reader, spec = reader_spec(conf)
-    dirs = generate_federation(work / "heldout", size=size, seed=seed, split=(1 / 3, 1 / 3, 1 / 3))
-    xs, ys, scored_at, nodules, scans = [], [], [], [], []
+    dirs = generate_federation(work / "heldout", size=size, seed=seed, split=(1 / 3, 1 / 3, 1 / 3),
+                               n_patients=n_patients)
+    xs, ys, scored_at, nodules, excluded, scans = [], [], [], [], [], []
     for name, site_dir in dirs.items():
         out = work / "patches" / f"heldout_{name}"
         build_patch_dataset(site_dir, out, spec=spec, mode="predict", seed=reader["seed"])
         dataset = PatchDataset(out)
-        xs.append(np.asarray(dataset.patches))
+        xs.append(dataset.patches)
         ys.append(dataset.labels)
         scored_at += [(r.seriesuid, r.world_xyz_mm) for r in dataset.table]
         nodules += [Finding(a.seriesuid, a.world_xyz_mm, a.diameter_mm)
                     for a in read_annotations(site_dir / "annotations.csv")]
+        if (site_dir / "annotations_excluded.csv").is_file():
+            excluded += [Finding(a.seriesuid, a.world_xyz_mm, a.diameter_mm)
+                         for a in read_annotations(site_dir / "annotations_excluded.csv",
+                                                   allow_unknown_diameter=True)]
         scans += sorted({r.seriesuid for r in dataset.table})
-    return HeldOut(np.concatenate(xs), np.concatenate(ys), scored_at, nodules, scans)
+    return HeldOut(Stacked(xs), np.concatenate(ys), scored_at, nodules, scans, excluded)

@@ -21,13 +21,35 @@ from pathlib import Path
 import numpy as np
 
 
+SCAN_SHAPE_ZYX = (300, 512, 512)
+SCAN_SPACING_MM = (0.7, 0.7, 1.25)
+
+
+def luna16_sized_site(site: Path, n_candidates: int) -> Path:
+    """A site directory with one LUNA16-sized int16 MetaImage and `n_candidates` candidates inside it."""
+    from fate_components.core.candidates import Candidate, write_candidates
+    from fate_components.core.metaimage_io import write_metaimage
+    from fate_components.core.volume import Volume
+
+    (site / "scans").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    array = rng.normal(-700, 200, SCAN_SHAPE_ZYX).astype(np.float32)
+    origin = (-180.0, -180.0, -380.0)
+    uid = "1.3.6.1.4.1.14519.5.2.1.6279.6001.100000000000000000000000000001"
+    write_metaimage(Volume(array_hu=array, spacing_mm=SCAN_SPACING_MM, origin_mm=origin, direction=np.eye(3)),
+                    site / "scans" / f"{uid}.mhd")
+    lo = np.array(origin) + 30
+    hi = np.array(origin) + np.array(SCAN_SPACING_MM) * np.array(SCAN_SHAPE_ZYX[::-1]) - 30
+    cands = [Candidate(uid, tuple(float(v) for v in rng.uniform(lo, hi)), int(i % 10 == 0), i + 2)
+             for i in range(n_candidates)]
+    write_candidates(site / "candidates.csv", cands)
+    return site
+
+
 def main(argv=None) -> int:
     import SimpleITK as sitk
 
-    from fate_components.core.candidates import Candidate, write_candidates
-    from fate_components.core.metaimage_io import write_metaimage
     from fate_components.core.patch_dataset import build_patch_dataset
-    from fate_components.core.volume import Volume
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", type=int, default=850, help="candidates per scan")
@@ -36,20 +58,8 @@ def main(argv=None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="fate_lung_reader_"))
     try:
-        site = work / "site"
-        (site / "scans").mkdir(parents=True)
-        rng = np.random.default_rng(0)
-        array = rng.normal(-700, 200, (300, 512, 512)).astype(np.float32)
-        spacing = (0.7, 0.7, 1.25)
-        origin = (-180.0, -180.0, -380.0)
-        uid = "1.3.6.1.4.1.14519.5.2.1.6279.6001.100000000000000000000000000001"
-        path = write_metaimage(Volume(array_hu=array, spacing_mm=spacing, origin_mm=origin, direction=np.eye(3)),
-                               site / "scans" / f"{uid}.mhd")
-        lo = np.array(origin) + 30
-        hi = np.array(origin) + np.array(spacing) * np.array([512, 512, 300]) - 30
-        cands = [Candidate(uid, tuple(float(v) for v in rng.uniform(lo, hi)), int(i % 10 == 0), i + 2)
-                 for i in range(args.candidates)]
-        write_candidates(site / "candidates.csv", cands)
+        site = luna16_sized_site(work / "site", args.candidates)
+        path = next((site / "scans").glob("*.mhd"))
 
         sitk_s, pipe_s = [], []
         for r in range(args.repeats):
