@@ -55,7 +55,7 @@ def cmd_generate(args) -> int:
     from fate_components.core.sample_data import generate_federation
 
     t0 = time.perf_counter()
-    sites = generate_federation(Path(args.out), size=args.size, seed=args.seed)
+    sites = generate_federation(Path(args.out), size=args.size, seed=args.seed, n_patients=args.patients)
     for name, path in sites.items():
         print(f"{name}: {path}")
     print(f"generated in {time.perf_counter() - t0:.1f} s")
@@ -254,8 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate-data", help="write synthetic LUNA16-style sites (DICOM and MetaImage)")
     p.add_argument("--out", required=True)
-    p.add_argument("--size", default="tiny", choices=["tiny", "small", "bench"])
+    p.add_argument("--size", default="tiny", choices=["tiny", "small", "bench", "luna16"],
+                   help="luna16: LUNA16's scan geometry, ~850 candidates per scan, annotations_excluded.csv")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patients", type=int, metavar="N", help="number of patients over all sites (default: the size's)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("report", help="after a job: an HTML page with loss, validation and FROC plots and a per-site "
