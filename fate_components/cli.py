@@ -215,14 +215,19 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, help="HTTP port of an existing FATE-Flow (instead of --home)")
 
 
+SAMPLE_SIZES = ["tiny", "small", "bench", "patients", "luna16"]   # core.sample_data.SIZES, without importing it
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fate-lung", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="set up standalone FATE, sample data for three hospitals, train, predict")
     p.add_argument("--home", help="FATE-Flow home (default .fate-lung/flow)")
-    p.add_argument("--size", default="bench", choices=["tiny", "small", "bench"],
-                   help="sample data size (bench: 60 patients, the demo default)")
+    p.add_argument("--size", default="luna16", choices=SAMPLE_SIZES,
+                   help="sample data size (luna16: LUNA16's density of about 850 candidates per scan, the default)")
+    p.add_argument("--patients", type=int, default=None,
+                   help="patients over the three hospitals (default: the demo's 36 for luna16, else the size's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=None, help="rounds for the demo (default: the demo's short run)")
     p.add_argument("--conf", default="conf/lung_conf.json")
@@ -237,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=str(PROJECT_HOME / "deploy"), help="where the sites, broker and proxy live")
     p.add_argument("--conf", default="conf/lung_conf.json")
     p.add_argument("--dsl", default="dsl/lung.json")
-    p.add_argument("--size", default="bench", choices=["tiny", "small", "bench"])
+    p.add_argument("--size", default="bench", choices=SAMPLE_SIZES)
+    p.add_argument("--patients", type=int, default=None, help="patients over the three hospitals")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--timeout", type=float, default=3600.0)
@@ -254,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate-data", help="write synthetic LUNA16-style sites (DICOM and MetaImage)")
     p.add_argument("--out", required=True)
-    p.add_argument("--size", default="tiny", choices=["tiny", "small", "bench", "luna16"],
+    p.add_argument("--size", default="tiny", choices=SAMPLE_SIZES,
                    help="luna16: LUNA16's scan geometry, ~850 candidates per scan, annotations_excluded.csv")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patients", type=int, metavar="N", help="number of patients over all sites (default: the size's)")
