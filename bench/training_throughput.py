@@ -76,8 +76,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     with standalone_federation(Path(tempfile.mkdtemp(prefix="fate_lung_throughput_")), args.size) as fed:
+        # negatives_per_positive 0: every training patch every epoch, the same patches as the bare loop.
         trainer = {"rounds": args.rounds, "local_epochs": args.epochs, "use_3d_aug": False, "threads": 1,
-                   "aggregation": "plaintext", "allow_plaintext": True, "learning_rate": 1e-3}
+                   "aggregation": "plaintext", "allow_plaintext": True, "learning_rate": 1e-3,
+                   "negatives_per_positive": 0}
         job_id = _two_site_job(fed, trainer)
         guest = next(s for s in fed.sites if s.role == "guest")
         rounds = history(fed, job_id, guest)

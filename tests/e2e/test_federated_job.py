@@ -41,7 +41,9 @@ def _conf(namespace_prefix: str, rounds: int = ROUNDS) -> dict:
     for site in conf["sites"].values():
         for table in site.get("tables", {}).values():
             table["namespace"] = f"{namespace_prefix}_{table['namespace']}"
-    conf["parameters"]["common"]["trainer"].update(rounds=rounds, learning_rate=1e-3)
+    # Tiny sites have about 21 candidates a scan, so the default 10 negatives per positive would keep every
+    # negative; 3 makes every epoch a fresh subsample, as the default does at LUNA16 density.
+    conf["parameters"]["common"]["trainer"].update(rounds=rounds, learning_rate=1e-3, negatives_per_positive=3)
     return conf
 
 
