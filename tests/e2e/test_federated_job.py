@@ -42,8 +42,11 @@ def _conf(namespace_prefix: str, rounds: int = ROUNDS) -> dict:
         for table in site.get("tables", {}).values():
             table["namespace"] = f"{namespace_prefix}_{table['namespace']}"
     # Tiny sites have about 21 candidates a scan, so the default 10 negatives per positive would keep every
-    # negative; 3 makes every epoch a fresh subsample, as the default does at LUNA16 density.
-    conf["parameters"]["common"]["trainer"].update(rounds=rounds, learning_rate=1e-3, negatives_per_positive=3)
+    # negative. 1 makes every epoch a fresh, balanced subsample of 2 patches a positive (one or two batches a
+    # site), and 6 local epochs give the 4 rounds enough steps to learn (pooled tiny sites, 4 rounds, AUC over
+    # every candidate: 0.41-0.75 with 3 epochs, 0.68-0.76 with 6, over two seeds).
+    conf["parameters"]["common"]["trainer"].update(rounds=rounds, learning_rate=1e-3, negatives_per_positive=1,
+                                                   local_epochs=6)
     return conf
 
 
