@@ -55,13 +55,15 @@ def _stage(name: str, work: Path) -> dict:
         n = report.positives + report.negatives_kept
         return {"seconds": seconds, "scans": report.scans_read, "candidates": n, "positives": report.positives,
                 "bytes_per_candidate": (dataset_dir / "patches.npy").stat().st_size / n}
-    if name == "scan":
+    if name == "make-scan":
         from reader_throughput import luna16_sized_site
+
+        luna16_sized_site(work / "scan", n_candidates=850)
+        return {"seconds": time.perf_counter() - t0}
+    if name == "scan":
         from fate_components.core.patch_dataset import build_patch_dataset
 
-        one = luna16_sized_site(work / "scan", n_candidates=850)
-        t0 = time.perf_counter()
-        build_patch_dataset(one, work / "scan_dataset", mode="predict")
+        build_patch_dataset(work / "scan", work / "scan_dataset", mode="predict")
         return {"seconds": time.perf_counter() - t0}
     from fate_components.components._trainer import load_site_data
     from fate_components.core.model import ModelConfig, build_model
@@ -128,6 +130,7 @@ def main(argv=None) -> int:
         generate_federation(work / "site", size="luna16", seed=args.seed, hospitals=("hospital_a",), split=(1.0,),
                             n_patients=args.scans)
         print(f"generated {args.scans} luna16-size scans (hospital_a's scanner) in {time.perf_counter() - t0:.0f} s")
+        _run_stage("make-scan", work)
         r = {name: _run_stage(name, work) for name in ("read", "scan", "train", "predict", "predict-half", "evaluate")}
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -44,7 +44,7 @@ def load_site_data(directory: Path) -> tuple[PatchDataset, SiteData]:
     dataset = PatchDataset(Path(directory))
     labels = dataset.labels
     train_idx, val_idx = dataset.split("train"), dataset.split("val")
-    patches = dataset.patches   # a memory map: batches are read from disk as training draws them
+    patches = dataset.patches   # read from disk batch by batch, as training draws them
     patient_of = [row.seriesuid for row in dataset.table]   # one seriesuid = one patient
     return dataset, SiteData(train_x=RowView(patches, train_idx), train_y=labels[train_idx],
                              val_x=RowView(patches, val_idx), val_y=labels[val_idx],

@@ -24,6 +24,7 @@ import numpy as np
 from .candidates import Candidate, read_annotations, read_candidates
 from .errors import (ConfigError, LungError, MissingScanError, ScanReadError,
                      display_path)
+from .patch_file import PatchFile
 from .patches import PatchSpec, extract_patches, outside_scan_error
 from .scans import index_scans, read_scan
 
@@ -257,7 +258,7 @@ def _write_table(path: Path, records: list[Candidate], splits: dict[str, str]) -
 
 
 class PatchDataset:
-    """A built patch dataset: `patches` (float16 memmap [N, 1, D, H, W]), `table`, `summary`."""
+    """A built patch dataset: `patches` (float16 [N, 1, D, H, W], read from disk as indexed), `table`, `summary`."""
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -267,7 +268,7 @@ class PatchDataset:
                 raise LungError(f"{shown}: {name} is missing; this is not a patch dataset (build one with "
                                 f"build_patch_dataset)")
         self.summary: dict = json.loads((self.directory / "summary.json").read_text())
-        self.patches: np.ndarray = np.load(self.directory / "patches.npy", mmap_mode="r")
+        self.patches = PatchFile(self.directory / "patches.npy")
         self.table: list[PatchRecord] = []
         with open(self.directory / "candidates.csv", newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):

@@ -201,3 +201,18 @@ def test_dp_sgd_uses_only_the_epochs_drawn_patches():
     assert drawn and all(mask.sum() < 30 for mask in drawn) and all(mask[data.train_y == 1].all() for mask in drawn)
     assert sum(used) <= sum(int(mask.sum()) for mask in drawn)
     assert trainer.steps == 2 * trainer.steps_per_epoch
+
+
+def test_patch_file_reads_rows_like_the_array(tmp_path):
+    from fate_components.core.patch_file import PatchFile
+
+    array = np.random.default_rng(0).random((30, 1, 4, 4, 4)).astype(np.float16)
+    np.save(tmp_path / "patches.npy", array)
+    f = PatchFile(tmp_path / "patches.npy")
+    rows = np.array([3, 4, 5, 9, 2, 2, 29])
+    np.testing.assert_array_equal(f[rows], array[rows])
+    np.testing.assert_array_equal(f[5:12], array[5:12])
+    np.testing.assert_array_equal(f[7], array[7])
+    np.testing.assert_array_equal(f[:, 0, 1:3, 2, :], array[:, 0, 1:3, 2, :])
+    np.testing.assert_array_equal(np.asarray(f, dtype=np.float32), array.astype(np.float32))
+    assert f.shape == array.shape and f.dtype == np.float16 and len(f) == 30
