@@ -9,8 +9,9 @@ time and peak RSS:
 - scan: the same on one LUNA16-sized scan (512x512x300 int16 MetaImage, 850 candidates), since
   the synthetic scans are a mid-chest slab (see core/sample_data.py) and smaller than LUNA16's;
 - train: one local epoch as the trainer runs it (every positive plus 10 fresh negatives each);
-- predict: every candidate of the site scored from the memory map; predict-half scores half of
-  them, to show that peak memory does not grow with the site;
+- predict: every candidate of the site scored, read from disk a batch at a time; predict-half
+  scores half of them, to show that peak memory does not grow with the site; predict-bf16 scores
+  them in bfloat16 (the trainer's `inference_precision`);
 - evaluate: the official LUNA16 FROC/CPM with 1,000 bootstrap resamples.
 Then it extrapolates to a hospital holding 40% of LUNA16 (355 scans, about 300,000 candidates)
 and prints a table. Targets there: reading, cutting and predicting within 15 minutes on one
@@ -80,10 +81,11 @@ def _stage(name: str, work: Path) -> dict:
                              batch_size=config.batch_size, generator=torch.Generator().manual_seed(0),
                              augment=True, sampler=sampler)
         return {"seconds": time.perf_counter() - t0, "patches": result.n_samples}
-    if name in ("predict", "predict-half"):
-        rows = np.arange(len(dataset)) if name == "predict" else np.arange(len(dataset) // 2)
+    if name in ("predict", "predict-half", "predict-bf16"):
+        rows = np.arange(len(dataset)) if name != "predict-half" else np.arange(len(dataset) // 2)
         t0 = time.perf_counter()
-        scores = predict_proba(model, RowView(dataset.patches, rows))
+        scores = predict_proba(model, RowView(dataset.patches, rows),
+                               precision="bfloat16" if name == "predict-bf16" else "float32")
         seconds = time.perf_counter() - t0
         if name == "predict":
             with open(work / "submission.csv", "w") as f:
@@ -131,12 +133,13 @@ def main(argv=None) -> int:
                             n_patients=args.scans)
         print(f"generated {args.scans} luna16-size scans (hospital_a's scanner) in {time.perf_counter() - t0:.0f} s")
         _run_stage("make-scan", work)
-        r = {name: _run_stage(name, work) for name in ("read", "scan", "train", "predict", "predict-half", "evaluate")}
+        r = {name: _run_stage(name, work) for name in ("read", "scan", "train", "predict", "predict-half",
+                                                       "predict-bf16", "evaluate")}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    read, scan, train, predict, half, evaluate = (r[k] for k in ("read", "scan", "train", "predict", "predict-half",
-                                                               "evaluate"))
+    read, scan, train, predict, half, bf16, evaluate = (r[k] for k in ("read", "scan", "train", "predict",
+                                                                     "predict-half", "predict-bf16", "evaluate"))
     per_scan = read["seconds"] / read["scans"]
     train_rate, predict_rate = train["patches"] / train["seconds"], predict["candidates"] / predict["seconds"]
     print(f"\nsite: {read['scans']} scans, {read['candidates']} candidates "
@@ -154,6 +157,8 @@ def main(argv=None) -> int:
           f"{predict['peak_rss_mb']:.0f} MB |")
     print(f"| predict, half of them ({half['candidates']}) | {half['candidates'] / half['seconds']:.0f} "
           f"candidates/s | {half['peak_rss_mb']:.0f} MB |")
+    print(f"| predict, every candidate, bfloat16 (inference_precision) | {bf16['candidates'] / bf16['seconds']:.0f} "
+          f"candidates/s | {bf16['peak_rss_mb']:.0f} MB |")
     print(f"| evaluate, official rules, 1,000 bootstrap resamples ({evaluate['scans']} scans) | "
           f"{evaluate['seconds']:.2f} s | {evaluate['peak_rss_mb']:.0f} MB |")
 
@@ -169,6 +174,10 @@ def main(argv=None) -> int:
     print(f"| predict every candidate | {predict_h / 60:.1f} min | |")
     total = (read_h + predict_h) / 60
     print(f"| read, cut and predict | {total:.1f} min | <= 15 min: {'met' if total <= 15 else 'missed'} |")
+    predict_bf16 = HOSPITAL_CANDIDATES / (bf16["candidates"] / bf16["seconds"])
+    total_bf16 = (read_h + predict_bf16) / 60
+    print(f"| read, cut and predict, bfloat16 scoring | {total_bf16:.1f} min | <= 15 min: "
+          f"{'met' if total_bf16 <= 15 else 'missed'} |")
     print(f"| patches on disk | {HOSPITAL_CANDIDATES * read['bytes_per_candidate'] / 2**30:.1f} GiB | |")
     print(f"| one local epoch ({epoch_patches} patches: positives + 10 negatives each) | "
           f"{epoch_patches / train_rate / 60:.1f} min | |")

@@ -82,7 +82,7 @@ def _dp_plan(privacy: DPConfig, config: TrainConfig, data: SiteData, n_sites: in
 
 def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, aggregation: str, agg_options: dict,
                train_data, test_data, warm_start_model, output_model, predictions, privacy: DPConfig, *,
-               checkpoint_dir: str = "", resume: bool = False) -> None:
+               checkpoint_dir: str = "", resume: bool = False, inference_precision: str = "float32") -> None:
     check_aggregation(aggregation, agg_options.get("allow_plaintext", False))
     dataset, data = load_site_data(train_data.get_directory())
     model_config = ModelConfig.from_dict(model_options or {})
@@ -150,7 +150,7 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
         save_model(Path(output_model.get_directory()), model, meta)
         output_model.write_metadata({"model_config": meta["model_config"], "rounds": config.rounds})
     if test_data is not None and predictions is not None:
-        _write_predictions(model, PatchDataset(Path(test_data.get_directory())), predictions)
+        _write_predictions(model, PatchDataset(Path(test_data.get_directory())), predictions, inference_precision)
 
 
 def _checkpoints(ctx, site_name: str, checkpoint_dir: str, resume: bool, model, config: TrainConfig,
@@ -211,9 +211,10 @@ def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict,
         output_model.write_metadata({"aggregation": aggregation, "rounds": config.rounds})
 
 
-def _write_predictions(model: torch.nn.Module, dataset: PatchDataset, predictions) -> int:
+def _write_predictions(model: torch.nn.Module, dataset: PatchDataset, predictions,
+                       precision: str = "float32") -> int:
     """predictions.csv (with class and patient split) and a LUNA16 submission.csv, then register the output."""
-    probabilities = predict_proba(model, dataset.patches)
+    probabilities = predict_proba(model, dataset.patches, precision=precision)
     out_dir = Path(predictions.get_directory())
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = dataset.table
@@ -235,7 +236,7 @@ def _write_predictions(model: torch.nn.Module, dataset: PatchDataset, prediction
     return len(rows)
 
 
-def predict_site(ctx, test_data, input_model, predictions) -> None:
+def predict_site(ctx, test_data, input_model, predictions, inference_precision: str = "float32") -> None:
     model, meta = load_model(Path(input_model.get_directory()))
     dataset = PatchDataset(Path(test_data.get_directory()))
     if dataset.summary["patch_spec"] != meta["patch_spec"]:
@@ -243,5 +244,5 @@ def predict_site(ctx, test_data, input_model, predictions) -> None:
 
         raise ConfigError(f"test data were cut with {dataset.summary['patch_spec']}, but the model was trained on "
                           f"{meta['patch_spec']}; run luna16_reader with the training settings")
-    n = _write_predictions(model, dataset, predictions)
+    n = _write_predictions(model, dataset, predictions, inference_precision)
     ctx.metrics.log_metrics({"candidates_scored": n}, name="predict_summary", type="summary")

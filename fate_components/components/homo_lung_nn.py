@@ -73,6 +73,9 @@ def train(
     seed: cpn.parameter(type=int, default=0, desc="seed of the initial weights and batch order"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1,
                            desc="torch threads per party (one process runs per party)"),
+    inference_precision: cpn.parameter(type=params.string_choice(["float32", "bfloat16"]), default="float32",
+                                       desc="precision of the final scoring of test_data: bfloat16 is about 2x "
+                                            "faster on CPUs with AVX512-BF16 or AMX, scores within ~3e-3"),
     federation_timeout: cpn.parameter(type=params.confloat(gt=0), default=1800.0,
                                       desc="seconds the coordinator waits for a hospital's message before it fails "
                                            "the job naming that hospital; hospitals wait twice as long, so the "
@@ -108,7 +111,8 @@ def train(
         else:
             _trainer.train_site(ctx, config, site_name or role.name, model, aggregation, agg_options, train_data,
                                 test_data, warm_start_model, output_model, predictions, privacy,
-                                checkpoint_dir=checkpoint_dir, resume=resume)
+                                checkpoint_dir=checkpoint_dir, resume=resume,
+                                inference_precision=inference_precision)
     finally:
         watchdog.stop()
 
@@ -121,6 +125,9 @@ def predict(
     input_model: cpn.model_directory_input(roles=[GUEST, HOST], desc="model written by the train stage"),
     predictions: cpn.data_directory_output(roles=[GUEST, HOST], desc="predictions.csv and submission.csv"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1, desc="torch threads"),
+    inference_precision: cpn.parameter(type=params.string_choice(["float32", "bfloat16"]), default="float32",
+                                       desc="precision of the final scoring of test_data: bfloat16 is about 2x "
+                                            "faster on CPUs with AVX512-BF16 or AMX, scores within ~3e-3"),
 ):
     if role.is_arbiter:
         logger.info("arbiter has no data to predict")
@@ -128,4 +135,4 @@ def predict(
     from fate_components.components import _trainer
 
     _trainer.limit_threads(threads)
-    _trainer.predict_site(ctx, test_data, input_model, predictions)
+    _trainer.predict_site(ctx, test_data, input_model, predictions, inference_precision)

@@ -5,8 +5,8 @@ import torch
 from fate_components.core.errors import ConfigError
 from fate_components.core.federated import SiteData, run_site
 from fate_components.core.model import ModelConfig, build_model
-from fate_components.core.training import (TrainConfig, binary_auc, evaluate, get_parameters, set_parameters,
-                                           train_local)
+from fate_components.core.training import (TrainConfig, binary_auc, evaluate, get_parameters, predict_proba,
+                                           set_parameters, train_local)
 
 SMALL = ModelConfig(widths=(8, 16), blocks=(1, 1), groups=4, dropout=0.0)
 
@@ -192,3 +192,16 @@ def test_server_stops_when_the_sites_say_so():
     from fate_components.core.federated import run_server
     run_server([(r, r) for r in range(10)], Server(), should_continue=lambda h: h < 2)
     assert calls[-1] == (2, "val_loss") and len(calls) == 6
+
+
+def test_bfloat16_scoring_stays_close_to_float32_and_other_precisions_are_refused():
+    # Prepare
+    x, _ = _blobs(24, 3)
+    model = build_model(SMALL, seed=0)
+    # Execute
+    full = predict_proba(model, x)
+    half = predict_proba(model, x, precision="bfloat16")
+    # Assert: bfloat16 keeps 8 bits of mantissa, so scores move by a few thousandths at most
+    assert np.abs(full - half).max() < 1e-2 and not np.array_equal(full, half)
+    with pytest.raises(ConfigError, match="inference precision must be one of"):
+        predict_proba(model, x, precision="float16")
