@@ -379,6 +379,20 @@ def _render_nodule(hu: np.ndarray, grid: _Grid, nodule: Nodule) -> None:
         _blend(region, _ramp(border - dist), nodule.solid_hu)
 
 
+def _render_spots(hu: np.ndarray, grid: _Grid, spots: np.ndarray, *, float32: bool = False) -> None:
+    """Small spheres (calcifications, micronodules); float32 keeps the luna16 render in single precision."""
+    for sx_, sy_, sz_, r, spot_hu in spots:
+        reach = r + _EDGE_MM
+        bz, by, bx = (_box(grid.zs, sz_ - reach, sz_ + reach), _box(grid.ys, sy_ - reach, sy_ + reach),
+                      _box(grid.xs, sx_ - reach, sx_ + reach))
+        d = np.sqrt((grid.zs[bz, None, None] - sz_) ** 2 + (grid.ys[None, by, None] - sy_) ** 2
+                    + (grid.xs[None, None, bx] - sx_) ** 2)
+        occupancy, value = _ramp(r - d), spot_hu
+        if float32:
+            occupancy, value = occupancy.astype(np.float32), np.float32(spot_hu)
+        _blend(hu[bz, by, bx], occupancy, value)
+
+
 def render_patient(patient: PatientSpec, profile: ScannerProfile) -> Volume:
     """The patient's scan on `profile`'s grid, in HU (float32, integer-valued)."""
     if patient.anatomy == "luna16":
@@ -407,13 +421,7 @@ def render_patient(patient: PatientSpec, profile: ScannerProfile) -> Volume:
     _blend(hu, _render_tubes(grid, patient.segments), _SOFT_TISSUE_HU)
     for nodule in patient.nodules:
         _render_nodule(hu, grid, nodule)
-    for sx_, sy_, sz_, r, spot_hu in patient.spots:
-        reach = r + _EDGE_MM
-        bz, by, bx = (_box(grid.zs, sz_ - reach, sz_ + reach), _box(grid.ys, sy_ - reach, sy_ + reach),
-                      _box(grid.xs, sx_ - reach, sx_ + reach))
-        d = np.sqrt((grid.zs[bz, None, None] - sz_) ** 2 + (grid.ys[None, by, None] - sy_) ** 2
-                    + (grid.xs[None, None, bx] - sx_) ** 2)
-        _blend(hu[bz, by, bx], _ramp(r - d), spot_hu)
+    _render_spots(hu, grid, patient.spots)
 
     # Scanner: blur (in-plane resolution, slice profile of FWHM = thickness), correlated noise, calibration.
     # Sigma in voxels: slices are contiguous, so a slice profile of FWHM = thickness is 1/2.355 voxel.
@@ -853,13 +861,7 @@ def _render_luna16(patient: PatientSpec, profile: ScannerProfile) -> Volume:
     _paint_tubes(hu, tube_axes, patient.scars, patient.scars[:, 6], _SCAR_HU)
     for nodule in patient.nodules:
         _render_nodule(hu, grid, nodule)
-    for sx_, sy_, sz_, r, spot_hu in patient.spots:
-        reach = r + _EDGE_MM
-        bz, by, bx = (_box(grid.zs, sz_ - reach, sz_ + reach), _box(grid.ys, sy_ - reach, sy_ + reach),
-                      _box(grid.xs, sx_ - reach, sx_ + reach))
-        d = np.sqrt((grid.zs[bz, None, None] - sz_) ** 2 + (grid.ys[None, by, None] - sy_) ** 2
-                    + (grid.xs[None, None, bx] - sx_) ** 2)
-        _blend(hu[bz, by, bx], _ramp(r - d).astype(np.float32), np.float32(spot_hu))
+    _render_spots(hu, grid, patient.spots, float32=True)
 
     # Scanner, as render_patient, but the blur only where there is more than air: the body's box.
     margin = 3 * max(grid.spacing[:2])
