@@ -10,9 +10,8 @@ until the averaged model is back (aggregation, incl. waiting for the slowest sit
 
 Paillier's cost per round is fixed by the model size; local training time grows with the
 patches a site trains on per round. `--local-epochs` takes several values: 3 is the conf's
-default on the sample data (100-180 training patches per site); 24 does the training
-work per round of a site eight times larger, about the size of a third of LUNA16 with
-negatives subsampled.
+default (on bench-size sites every candidate each epoch, 300-400 training patches per site);
+24 does the training work per round of a site eight times larger.
 """
 from __future__ import annotations
 
