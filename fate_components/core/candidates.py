@@ -31,7 +31,7 @@ class Annotation:
     diameter_mm: float
 
 
-def _rows(path: Path, expected: tuple[str, ...], shown: str) -> Iterable[tuple[int, dict[str, str]]]:
+def csv_rows(path: Path, expected: tuple[str, ...], shown: str) -> Iterable[tuple[int, dict[str, str]]]:
     """(line number, row) for each non-blank data row, after checking the header."""
     path = Path(path)
     try:
@@ -92,7 +92,7 @@ def read_candidates(path: Path, *, shown: str | None = None) -> list[Candidate]:
     """Read a LUNA16 candidates.csv (extra columns allowed); `shown` names the file in errors."""
     shown = shown or Path(path).name
     candidates = []
-    for line, row in _rows(path, CANDIDATE_COLUMNS, shown):
+    for line, row in csv_rows(path, CANDIDATE_COLUMNS, shown):
         label = _number(row, "class", line, shown)
         if label not in (0.0, 1.0):
             raise CsvFormatError(f"{shown}: line {line}: class is {row['class']!r}, expected 0 or 1")
@@ -112,7 +112,7 @@ def read_annotations(path: Path, *, shown: str | None = None,
     """
     shown = shown or Path(path).name
     annotations = []
-    for line, row in _rows(path, ANNOTATION_COLUMNS, shown):
+    for line, row in csv_rows(path, ANNOTATION_COLUMNS, shown):
         diameter = _number(row, "diameter_mm", line, shown)
         if diameter <= 0 and not (allow_unknown_diameter and diameter == UNKNOWN_DIAMETER_MM):
             if allow_unknown_diameter:

@@ -9,7 +9,7 @@ import csv
 import math
 from pathlib import Path
 
-from .candidates import read_annotations
+from .candidates import csv_rows, read_annotations
 from .errors import CsvFormatError
 from .froc import (FP_RATES, MAX_MARKS_PER_SCAN, Finding, Scored, bootstrap_from_match, froc_from_match,
                    match_scans)
@@ -20,7 +20,7 @@ __all__ = ["SUBMISSION_COLUMNS", "read_submission", "read_seriesuids", "evaluate
 
 
 def _finite_number(row: dict, column: str, line: int, shown: str) -> float:
-    text = (row.get(column) or "").strip()
+    text = row[column]
     try:
         value = float(text)
     except ValueError:
@@ -31,34 +31,21 @@ def _finite_number(row: dict, column: str, line: int, shown: str) -> float:
 
 
 def read_submission(path: Path, *, split: str | None = None) -> list[Scored]:
-    """Scored marks; with `split`, only rows whose patient_split column equals it (predictions.csv)."""
-    path = Path(path)
-    shown = path.name
-    try:
-        fh = open(path, newline="", encoding="utf-8-sig")
-    except FileNotFoundError as exc:
-        raise CsvFormatError(f"{shown}: file not found; expected a CSV with columns "
-                             f"{','.join(SUBMISSION_COLUMNS)}") from exc
-    with fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip() for f in reader.fieldnames or []]
-        reader.fieldnames = fields
-        missing = [c for c in SUBMISSION_COLUMNS if c not in fields]
-        if missing:
-            raise CsvFormatError(f"{shown}: header is {','.join(fields)!r}, expected {','.join(SUBMISSION_COLUMNS)!r}"
-                                 f" (missing {', '.join(missing)}); column names are case-sensitive")
-        if split is not None and "patient_split" not in fields:
-            raise CsvFormatError(f"{shown}: no patient_split column, so split={split!r} cannot be selected")
-        out = []
-        for row in reader:
-            line = reader.line_num
-            if split is not None and (row["patient_split"] or "").strip() != split:
-                continue
-            uid = (row["seriesuid"] or "").strip()
-            if not uid:
-                raise CsvFormatError(f"{shown}: line {line}: seriesuid is empty")
-            xyz = tuple(_finite_number(row, c, line, shown) for c in ("coordX", "coordY", "coordZ"))
-            out.append(Scored(uid, xyz, _finite_number(row, "probability", line, shown)))
+    """Scored marks; with `split`, only rows whose patient_split column equals it (predictions.csv).
+
+    Read as the other LUNA16 tables are (`candidates.csv_rows`): header checked, extra columns
+    ignored, blank lines skipped, CRLF or LF, a byte-order mark tolerated.
+    """
+    shown = Path(path).name
+    columns = SUBMISSION_COLUMNS + (("patient_split",) if split is not None else ())
+    out = []
+    for line, row in csv_rows(path, columns, shown):
+        if split is not None and row["patient_split"] != split:
+            continue
+        if not row["seriesuid"]:
+            raise CsvFormatError(f"{shown}: line {line}: seriesuid is empty")
+        xyz = tuple(_finite_number(row, c, line, shown) for c in ("coordX", "coordY", "coordZ"))
+        out.append(Scored(row["seriesuid"], xyz, _finite_number(row, "probability", line, shown)))
     return out
 
 
