@@ -235,6 +235,17 @@ def _place_nodule(rng: np.random.Generator, lungs, z_range: tuple[float, float],
     return None
 
 
+def _add_nodule(rng: np.random.Generator, lungs, z_range: tuple[float, float], diameter: float,
+                nodules: list[Nodule]) -> None:
+    """Place a nodule of `diameter` among `nodules`, shrinking it by 0.8 until it fits (none under 3 mm)."""
+    while diameter >= 3.0:
+        nodule = _place_nodule(rng, lungs, z_range, diameter, nodules)
+        if nodule is not None:
+            nodules.append(nodule)
+            return
+        diameter *= 0.8
+
+
 def make_patient(index: int, size: SizeSpec, seed: int) -> PatientSpec:
     """The anatomy, nodules and look-alikes of patient `index` (world mm), deterministic."""
     if size.anatomy == "luna16":
@@ -265,12 +276,7 @@ def make_patient(index: int, size: SizeSpec, seed: int) -> PatientSpec:
     nodules: list[Nodule] = []
     for _ in range(n_nodules):
         diameter = float(min(30.0, 3.5 + rng.exponential(5.0)))   # median ~7 mm, like LUNA16
-        nodule = None
-        while nodule is None and diameter >= 3.0:
-            nodule = _place_nodule(rng, lungs, z_range, diameter, nodules)
-            diameter *= 0.8
-        if nodule is not None:
-            nodules.append(nodule)
+        _add_nodule(rng, lungs, z_range, diameter, nodules)
 
     # Small spots, each a look-alike negative candidate: calcified granulomas (bright), and
     # micronodules under 3 mm, which LUNA16 does not count as nodules.
@@ -685,12 +691,7 @@ def _make_luna16_patient(index: int, size: SizeSpec, seed: int) -> PatientSpec:
     for k in range(_pick(rng, _LUNA16_NODULES)):
         quantile = (offset + (2 * index + k) * 0.6180339887498949) % 1.0
         diameter = float(min(30.0, 3.0 - 5.5 * np.log1p(-quantile)))
-        nodule = None
-        while nodule is None and diameter >= 3.0:
-            nodule = _place_nodule(rng, lungs, z_range, diameter, nodules)
-            diameter *= 0.8
-        if nodule is not None:
-            nodules.append(nodule)
+        _add_nodule(rng, lungs, z_range, diameter, nodules)
     away = [(n.center, n.diameter_mm / 2 + 8) for n in nodules]
 
     spots, findings = [], []   # findings: (xyz, diameter or -1) that radiologists marked but LUNA16 excludes
