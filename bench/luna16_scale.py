@@ -77,7 +77,8 @@ def _stage(name: str, work: Path) -> dict:
         return {"seconds": sorted(seconds)[1]}
     from fate_components.components._trainer import load_site_data
     from fate_components.core.model import ModelConfig, build_model
-    from fate_components.core.negative_sampling import EpochSampler, RowView
+    from fate_components.core.negative_sampling import EpochSampler
+    from fate_components.core.patch_file import RowView
     from fate_components.core.training import TrainConfig, predict_proba, train_local
 
     dataset, data = load_site_data(dataset_dir)

@@ -13,9 +13,9 @@ import torch
 
 from fate_components.core.errors import LungError
 from fate_components.core.federated import RoundReport, SiteData, run_server, run_site
-from fate_components.core.negative_sampling import RowView
 from fate_components.core.model import ModelConfig, build_model, count_parameters
 from fate_components.core.patch_dataset import PatchDataset
+from fate_components.core.patch_file import RowView
 from fate_components.core.privacy import DPConfig, planned_rounds
 from fate_components.core.signature import model_signature
 from fate_components.core.training import TrainConfig, predict_proba

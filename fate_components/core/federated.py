@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .negative_sampling import EpochSampler, RowView
+from .negative_sampling import EpochSampler
+from .patch_file import RowView
 from .privacy import DPConfig, PatientDPSGD, epsilon_for, privatize_update, secret_generator, train_local_dp
 from .training import TrainConfig, augment_3d, evaluate, get_parameters, predict_proba, set_parameters, train_local
 
@@ -42,7 +43,7 @@ class AggregationServer(Protocol):
 
 @dataclass
 class SiteData:
-    """A site's training and validation patches: arrays, memory maps or `RowView`s of one."""
+    """A site's training and validation patches: arrays, or `RowView`s of a patch dataset's file."""
 
     train_x: np.ndarray
     train_y: np.ndarray

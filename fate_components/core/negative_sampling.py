@@ -31,7 +31,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["NegativeSampling", "EpochSampler", "RowView", "DEFAULT_NEGATIVES_PER_POSITIVE", "HARD_POOL_FACTOR"]
+__all__ = ["NegativeSampling", "EpochSampler", "DEFAULT_NEGATIVES_PER_POSITIVE", "HARD_POOL_FACTOR"]
 
 # Chosen by measurement on LUNA16-density sites (README, "Choosing negatives").
 DEFAULT_NEGATIVES_PER_POSITIVE = 10.0
@@ -107,39 +107,3 @@ class EpochSampler:
             chosen = rest[torch.randperm(len(rest), generator=generator)[: k - n_hard].numpy()]
             picked = self.negatives[np.concatenate([hard, chosen])]
         return np.sort(np.concatenate([self.positives, picked]))
-
-
-class RowView:
-    """Rows `rows` of a (memory-mapped) array, read only when indexed: memory stays bounded by the batch.
-
-    ``view[i]`` (ints, an index array or a slice) returns an in-memory array of those rows;
-    indices are read in ascending order, which a memory map serves fastest.
-    """
-
-    def __init__(self, base: np.ndarray, rows: np.ndarray) -> None:
-        self.base = base
-        self.rows = np.asarray(rows, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.rows), *self.base.shape[1:])
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.base.dtype
-
-    def __getitem__(self, key) -> np.ndarray:
-        wanted = self.rows[key]
-        if np.ndim(wanted) == 0:
-            return np.asarray(self.base[int(wanted)])
-        order = np.argsort(wanted, kind="stable")
-        out = np.empty((len(wanted), *self.base.shape[1:]), dtype=self.base.dtype)
-        out[order] = self.base[wanted[order]]
-        return out
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        array = self[:]
-        return array if dtype is None else array.astype(dtype)

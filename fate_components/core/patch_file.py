@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PatchFile"]
+__all__ = ["PatchFile", "RowView"]
 
 
 class PatchFile:
@@ -70,3 +70,39 @@ class PatchFile:
 
     def __del__(self) -> None:
         self.close()
+
+
+class RowView:
+    """Rows `rows` of an array or a `PatchFile`, read only when indexed: memory stays bounded by the batch.
+
+    ``view[i]`` (ints, an index array or a slice) returns an in-memory array of those rows;
+    indices are read in ascending order, which a file serves fastest.
+    """
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray) -> None:
+        self.base = base
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.base.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    def __getitem__(self, key) -> np.ndarray:
+        wanted = self.rows[key]
+        if np.ndim(wanted) == 0:
+            return np.asarray(self.base[int(wanted)])
+        order = np.argsort(wanted, kind="stable")
+        out = np.empty((len(wanted), *self.base.shape[1:]), dtype=self.base.dtype)
+        out[order] = self.base[wanted[order]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = self[:]
+        return array if dtype is None else array.astype(dtype)

@@ -7,7 +7,8 @@ from fate_components.components._checkpoints import CheckpointStore
 from fate_components.core.errors import ConfigError
 from fate_components.core.federated import SiteData, run_site
 from fate_components.core.model import ModelConfig, build_model
-from fate_components.core.negative_sampling import EpochSampler, NegativeSampling, RowView
+from fate_components.core.negative_sampling import EpochSampler, NegativeSampling
+from fate_components.core.patch_file import RowView
 from fate_components.core.privacy import DPConfig, PatientDPSGD, train_local_dp
 from fate_components.core.training import TrainConfig, get_parameters, train_local
 
