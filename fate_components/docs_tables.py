@@ -86,9 +86,9 @@ def _type(meta: dict, declared) -> str:
     return f"{name} {' and '.join(bounds)}" if bounds else name
 
 
-def _default(spec) -> str:
-    if not spec.optional and spec.default is None:
-        return "(required)"
+def _default(spec, declared_default) -> str:
+    if declared_default is ...:
+        return "(none)"   # declared without a default: the conf must give a value
     return f"`{json.dumps(spec.default)}`"
 
 
@@ -96,8 +96,8 @@ def render_parameters(stage_cpn) -> str:
     spec = stage_cpn.dict().component
     rows = ["| parameter | type | default | optional | description |", "|---|---|---|---|---|"]
     for name, p in spec.parameters.items():
-        declared = stage_cpn.parameters.mapping[name].type
-        rows.append(f"| `{name}` | {_cell(_type(p.type_meta, declared))} | {_cell(_default(p))} | "
+        declared = stage_cpn.parameters.mapping[name]
+        rows.append(f"| `{name}` | {_cell(_type(p.type_meta, declared.type))} | {_cell(_default(p, declared.default))} | "
                     f"{'yes' if p.optional else 'no'} | {_cell(p.description)} |")
     if len(rows) == 2:
         rows.append("| (none) | | | | |")
