@@ -162,6 +162,14 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_board_assets(args) -> int:
+    from fate_components.ops.board_assets import write_board_assets
+
+    for path in write_board_assets(Path(args.out)):
+        print(path)
+    return 0
+
+
 def cmd_verify_model(args) -> int:
     from fate_components.ops.verify_model import main as verify
 
@@ -287,6 +295,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", help="write the full report (incl. the FROC curve) as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "board-assets", help="write the component descriptions FATE-Board needs to draw a job graph",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write luna16_reader.yaml, homo_lung_nn.yaml and lung_evaluation.yaml into DIR: FATE's own\n"
+                    "component descriptions (what `python -m fate.components component desc --name NAME --save\n"
+                    "NAME.yaml` writes).\n\n"
+                    "FATE-Board 2.x reads <component name>.yaml from the dag/ folder of its working directory\n"
+                    "(its install folder, beside fateboard-*.jar, where FATE's own descriptions are); without\n"
+                    "them it cannot draw the ports of fate-lung's tasks. Copy the three files there, e.g.\n"
+                    "  fate-lung board-assets --out /data/projects/fate/fateboard/dag\n"
+                    "Run it again after upgrading fate-lung.")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the three yaml files into "
+                                                               "(FATE-Board's dag/ folder)")
+    p.set_defaults(func=cmd_board_assets)
 
     p = sub.add_parser("verify-model", help="compare two saved models layer by layer (exit 2 on architecture "
                                             "mismatch, 1 if weights differ, 0 if equal)")

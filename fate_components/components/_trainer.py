@@ -22,6 +22,7 @@ from fate_components.core.training import TrainConfig, predict_proba
 
 from fate_components.core.errors import ConfigError
 
+from . import _metrics
 from ._artifacts import publish_directory, replace_file
 from ._checkpoints import CheckpointStore
 from ._federation import agree_min, arbiter_check, check_aggregation, make_client, make_server, site_check
@@ -109,23 +110,25 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
     history: list[dict] = []
 
     def on_round(report: RoundReport) -> None:
+        # One loss-typed series (train_loss) per task, the rest non-loss types: see _metrics' docstring.
+        # global_val_loss stays last: the progress line takes it as "this round is complete".
         round_ctx = ctx.on_iterations.indexed_ctx(report.round)
-        round_ctx.metrics.log_loss("train_loss", report.train_loss)
-        round_ctx.metrics.log_loss("val_loss", _finite(report.val["loss"]))
-        round_ctx.metrics.log_auc("val_auc", _finite(report.val["auc"]))
-        round_ctx.metrics.log_loss("global_val_loss", report.global_val_loss)
+        _metrics.log_round_loss(round_ctx, "train_loss", report.train_loss)
+        _metrics.log_round(round_ctx, "val_loss", _finite(report.val["loss"]))
+        _metrics.log_round(round_ctx, "val_auc", _finite(report.val["auc"]), type="auc")
         stats = getattr(aggregator, "last", {}).get("model")
         if stats is not None:
-            round_ctx.metrics.log_scalar("paillier_encrypt_seconds", stats.encrypt_seconds)
-            round_ctx.metrics.log_scalar("paillier_decrypt_seconds", stats.decrypt_seconds)
-            round_ctx.metrics.log_scalar("bytes_sent", float(stats.bytes_sent))
-            round_ctx.metrics.log_scalar("clipped_values", float(stats.clipped))
-        round_ctx.metrics.log_scalar("learning_rate", report.extra["learning_rate"])
+            _metrics.log_round(round_ctx, "paillier_encrypt_seconds", stats.encrypt_seconds)
+            _metrics.log_round(round_ctx, "paillier_decrypt_seconds", stats.decrypt_seconds)
+            _metrics.log_round(round_ctx, "bytes_sent", float(stats.bytes_sent))
+            _metrics.log_round(round_ctx, "clipped_values", float(stats.clipped))
+        _metrics.log_round(round_ctx, "learning_rate", report.extra["learning_rate"])
         epsilon = report.extra.get("epsilon")
         if epsilon is not None and math.isfinite(epsilon):
-            round_ctx.metrics.log_scalar("epsilon", epsilon)
+            _metrics.log_round(round_ctx, "epsilon", epsilon)
         if "update_norm" in report.extra:
-            round_ctx.metrics.log_scalar("update_norm", report.extra["update_norm"])
+            _metrics.log_round(round_ctx, "update_norm", report.extra["update_norm"])
+        _metrics.log_round(round_ctx, "global_val_loss", report.global_val_loss)
         history.append({"round": report.round, "train_loss": report.train_loss, "val": report.val,
                         "learning_rate": report.extra["learning_rate"], "best_round": report.extra["best_round"],
                         "global_val_loss": report.global_val_loss, "train_seconds": report.train_seconds,
@@ -149,8 +152,31 @@ def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, ag
     if output_model is not None:
         save_model(Path(output_model.get_directory()), model, meta)
         output_model.write_metadata({"model_config": meta["model_config"], "rounds": config.rounds})
+    scored = None
     if test_data is not None and predictions is not None:
-        _write_predictions(model, PatchDataset(Path(test_data.get_directory())), predictions, inference_precision)
+        scored = _write_predictions(model, PatchDataset(Path(test_data.get_directory())), predictions,
+                                    inference_precision)
+    _metrics.log_summary(ctx, "train_summary", site_train_summary(site_name, aggregation, meta, scored))
+
+
+def site_train_summary(site_name: str, aggregation: str, meta: dict, candidates_scored: int | None) -> dict:
+    """The site's one-time training table (flat keys): what the last round ended with."""
+    history = meta["history"]
+    last = history[-1] if history else None
+    summary = {"site_name": site_name, "aggregation": aggregation, "rounds_planned": meta["train_config"]["rounds"],
+               "rounds_trained": len(history), "n_train": meta["n_train"], "n_val": meta["n_val"]}
+    if last is not None:
+        best = last.get("best_round")
+        summary.update(best_round=best + 1 if best is not None and best >= 0 else None,
+                       final_train_loss=last["train_loss"], final_val_loss=last["val"]["loss"],
+                       final_val_auc=last["val"]["auc"], final_global_val_loss=last["global_val_loss"],
+                       train_seconds=sum(h["train_seconds"] for h in history),
+                       aggregate_seconds=sum(h["aggregate_seconds"] for h in history))
+    if meta["dp"].get("mode", "none") != "none":
+        summary.update(dp_mode=meta["dp"]["mode"], epsilon=meta["dp"]["epsilon"])
+    if candidates_scored is not None:
+        summary["candidates_scored"] = candidates_scored
+    return summary
 
 
 def _checkpoints(ctx, site_name: str, checkpoint_dir: str, resume: bool, model, config: TrainConfig,
@@ -194,9 +220,9 @@ def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict,
 
     def on_round(round_idx: int, global_val_loss: float | None, seconds: float) -> None:
         round_ctx = ctx.on_iterations.indexed_ctx(round_idx)
-        round_ctx.metrics.log_scalar("round_seconds", seconds)
-        if global_val_loss is not None:
-            round_ctx.metrics.log_loss("global_val_loss", global_val_loss)
+        _metrics.log_round(round_ctx, "round_seconds", seconds)
+        if global_val_loss is not None:   # the arbiter's one loss series (it has no training loss)
+            _metrics.log_round_loss(round_ctx, "global_val_loss", global_val_loss)
         rounds.append({"round": round_idx, "round_seconds": seconds})
 
     run_server(ctx.on_iterations.ctxs_range(config.rounds), server, on_round,
@@ -209,6 +235,11 @@ def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict,
             summary["audit"] = server.audit()
         replace_file(directory / "arbiter_summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
         output_model.write_metadata({"aggregation": aggregation, "rounds": config.rounds})
+    seconds = [r["round_seconds"] for r in rounds]
+    _metrics.log_summary(ctx, "train_summary", {"aggregation": aggregation, "rounds_planned": config.rounds,
+                                                "rounds_run": len(rounds), "round_seconds_total": sum(seconds),
+                                                "round_seconds_mean": sum(seconds) / len(seconds) if seconds
+                                                else None})
 
 
 def _write_predictions(model: torch.nn.Module, dataset: PatchDataset, predictions,
@@ -245,4 +276,16 @@ def predict_site(ctx, test_data, input_model, predictions, inference_precision: 
         raise ConfigError(f"test data were cut with {dataset.summary['patch_spec']}, but the model was trained on "
                           f"{meta['patch_spec']}; run luna16_reader with the training settings")
     n = _write_predictions(model, dataset, predictions, inference_precision)
-    ctx.metrics.log_metrics({"candidates_scored": n}, name="predict_summary", type="summary")
+    _metrics.log_summary(ctx, "predict_summary", {"candidates_scored": n, "model_site_name": meta.get("site_name"),
+                                                  "model_rounds_trained": len(meta.get("history", [])),
+                                                  "inference_precision": inference_precision})
+
+
+def require_predict_io(test_data, predictions) -> None:
+    """The predict stage declares test_data and predictions optional (as the train stage does, so that
+    FATE can describe the component); it cannot run without them."""
+    missing = [name for name, value in (("test_data", test_data), ("predictions", predictions)) if value is None]
+    if missing:
+        raise ConfigError(f"homo_lung_nn (stage predict): no {' and no '.join(missing)}; the predict task needs "
+                          f'"inputs": {{"test_data": {{"task": "<a luna16_reader task with mode predict>", '
+                          f'"output": "output_data"}}}} in its DSL, as dsl/lung_predict.json has')

@@ -20,7 +20,8 @@ def train(
     train_data: cpn.data_directory_input(roles=[GUEST, HOST], desc="patch dataset from luna16_reader: every candidate, memory-mapped; "
                                         "the validation split is by patient"),
     test_data: cpn.data_directory_input(roles=[GUEST, HOST], optional=True,
-                                        desc="patch dataset in predict mode: scored with the final model"),
+                                        desc="patch dataset from luna16_reader in predict mode, scored with the "
+                                             "final model (optional in train, required in predict)"),
     warm_start_model: cpn.model_directory_input(roles=[GUEST, HOST], optional=True,
                                                 desc="a model from an earlier job to start from"),
     output_model: cpn.model_directory_output(roles=[GUEST, HOST, ARBITER], optional=True),
@@ -121,9 +122,17 @@ def train(
 def predict(
     ctx,
     role: Role,
-    test_data: cpn.data_directory_input(roles=[GUEST, HOST], desc="patch dataset from luna16_reader (predict mode)"),
+    # optional=True here as in train: FATE merges the stages' declarations into one component
+    # description and refuses an artifact declared with different `optional` flags
+    # (fate/components/core/component_desc/_component_artifact.py, AllowArtifactDescribes.merge);
+    # FATE-Board draws the job graph from that description. A missing optional input arrives as
+    # None (fate/components/core/component_desc/_component_io.py, _handle_input): checked below.
+    test_data: cpn.data_directory_input(roles=[GUEST, HOST], optional=True,
+                                        desc="patch dataset from luna16_reader in predict mode, scored with the "
+                                             "final model (optional in train, required in predict)"),
     input_model: cpn.model_directory_input(roles=[GUEST, HOST], desc="model written by the train stage"),
-    predictions: cpn.data_directory_output(roles=[GUEST, HOST], desc="predictions.csv and submission.csv"),
+    predictions: cpn.data_directory_output(roles=[GUEST, HOST], optional=True,
+                                           desc="predictions.csv and a LUNA16 submission.csv for test_data"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1, desc="torch threads"),
     inference_precision: cpn.parameter(type=params.string_choice(["float32", "bfloat16"]), default="float32",
                                        desc="precision of the final scoring of test_data: bfloat16 is about 2x "
@@ -134,5 +143,6 @@ def predict(
         return
     from fate_components.components import _trainer
 
+    _trainer.require_predict_io(test_data, predictions)
     _trainer.limit_threads(threads)
     _trainer.predict_site(ctx, test_data, input_model, predictions, inference_precision)

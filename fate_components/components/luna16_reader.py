@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fate.components.core import GUEST, HOST, Role, cpn, params
 
+from . import _metrics
 from ._artifacts import publish_directory
 
 logger = logging.getLogger(__name__)
@@ -45,12 +46,11 @@ def luna16_reader(
     report = build_patch_dataset(site_root, out_dir, spec=spec, mode=mode, negative_ratio=negative_ratio,
                                  val_fraction=val_fraction, seed=seed, on_bad_scan=on_bad_scan)
     publish_directory(output_data, {"patch_spec": spec.to_dict(), "mode": mode})
-    ctx.metrics.log_metrics(
-        {"scans_read": report.scans_read, "scans_skipped": len(report.scans_skipped),
-         "candidates_total": report.candidates_total, "positives": report.positives,
-         "negatives_kept": report.negatives_kept, "negatives_dropped": report.negatives_dropped,
-         "candidates_skipped": len(report.candidates_skipped)},
-        name="reader_summary", type="summary")
+    _metrics.log_summary(ctx, "reader_summary",
+                         {"mode": mode, "scans_read": report.scans_read, "scans_skipped": len(report.scans_skipped),
+                          "candidates_total": report.candidates_total, "positives": report.positives,
+                          "negatives_kept": report.negatives_kept, "negatives_dropped": report.negatives_dropped,
+                          "candidates_skipped": len(report.candidates_skipped)})
     if report.scans_skipped or report.candidates_skipped:
         # Reasons name relative paths and seriesuids only: safe to show outside the site.
         ctx.metrics.log_metrics({"scans": report.scans_skipped[:100], "candidates": report.candidates_skipped[:100]},

@@ -66,6 +66,22 @@ def step_metrics(client, job_id: str, role: str, party_id: str, task: str) -> di
     return out
 
 
+def summaries(client, job_id: str, role: str, party_id: str, task: str) -> dict[str, dict]:
+    """{table: data} of one party's task's one-time `summary` metrics (reader_summary, froc_summary,
+    train_summary, predict_summary: the metric's type names the table; see components/_metrics.py)."""
+    return {metric.get("type") or "summary": metric["data"]
+            for metric in _metric_rows(client, job_id, role, party_id, task)
+            if metric.get("name") == "summary" and metric.get("step_axis") is None}
+
+
+def evaluation_metric(client, job_id: str, role: str, party_id: str, task: str) -> dict | None:
+    """FATE's `evaluation` metric of a task ({upstream task: {dataset: [{metric, val}, ...]}}), if it logged one."""
+    for metric in _metric_rows(client, job_id, role, party_id, task):
+        if metric.get("name") == "evaluation" and metric.get("step_axis") is None:
+            return metric["data"]
+    return None
+
+
 @dataclass
 class RoundProgress:
     """Prints one line per finished round with every site's figures, as soon as all sites reported it."""

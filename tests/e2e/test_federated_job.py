@@ -85,11 +85,17 @@ def test_training_job_succeeds(trained):
 
 
 def test_progress_shows_every_round_for_every_site(trained, bound):
-    rounds = [l for l in trained["progress"] if l.startswith("[Round ")]
+    rounds = [entry for entry in trained["progress"] if entry.startswith("[Round ")]
     assert len(rounds) == ROUNDS
     for line in rounds:
         for name in ("hospital_a", "hospital_b", "hospital_c"):
             assert f"{name} loss:" in line
+
+
+def _rows(client, job_id: str, site, task: str) -> list[dict]:
+    response = client.output.query_metric(job_id=job_id, role=site.role, party_id=site.party_id, task_name=task)
+    assert response.get("code") == 0, response
+    return response["data"]
 
 
 def test_metrics_exist_for_every_party(flow, trained, bound):
@@ -106,24 +112,62 @@ def test_metrics_exist_for_every_party(flow, trained, bound):
     for site in parse_sites(bound):
         if site.role == "arbiter":
             continue
-        response = client.output.query_metric(job_id=job_id, role=site.role, party_id=site.party_id,
-                                              task_name="reader_all")
-        summary = [m for m in response["data"] if m["name"] == "reader_summary"]
-        assert summary and summary[0]["data"]["scans_read"] > 0
+        summary = runner.summaries(client, job_id, site.role, site.party_id, "reader_all")
+        assert summary["reader_summary"]["scans_read"] > 0 and summary["reader_summary"]["mode"] == "predict"
+
+
+def test_each_task_logs_one_loss_series_for_fate_board(flow, trained, bound):
+    # FATE-Board joins every metric whose type contains "loss" into one chart (see components/_metrics.py).
+    client = flow.client()
+    job_id = trained["job"]["job_id"]
+    for site in parse_sites(bound):
+        rows = _rows(client, job_id, site, "trainer")
+        loss_typed = [m["name"] for m in rows if "loss" in (m.get("type") or "").lower()]
+        assert loss_typed == ["global_val_loss" if site.role == "arbiter" else "train_loss"], (site.name, loss_typed)
+        summary = runner.summaries(client, job_id, site.role, site.party_id, "trainer")["train_summary"]
+        assert summary["rounds_trained" if site.role != "arbiter" else "rounds_run"] == ROUNDS, site.name
+        assert all(not isinstance(v, (dict, list)) for v in summary.values()), site.name
 
 
 def test_each_site_reports_froc_metrics(flow, trained, bound):
     client = flow.client()
+    job_id = trained["job"]["job_id"]
     for site in parse_sites(bound):
         if site.role == "arbiter":
             continue
-        response = client.output.query_metric(job_id=trained["job"]["job_id"], role=site.role,
-                                              party_id=site.party_id, task_name="evaluation")
-        froc = [m for m in response["data"] if m["name"] == "froc_summary"]
+        froc = runner.summaries(client, job_id, site.role, site.party_id, "evaluation").get("froc_summary")
         assert froc, site.name
-        data = froc[0]["data"]
-        assert 0.0 <= data["cpm"] <= 1.0 and data["split"] == "val" and data["n_scans"] >= 1
-        assert set(data["sensitivity_at"]) == {"0.125", "0.25", "0.5", "1.0", "2.0", "4.0", "8.0"}
+        assert 0.0 <= froc["cpm"] <= 1.0 and froc["split"] == "val" and froc["n_scans"] >= 1
+        assert {k for k in froc if k.startswith("sensitivity_at_")} == {
+            f"sensitivity_at_{r}" for r in ("0.125", "0.25", "0.5", "1.0", "2.0", "4.0", "8.0")}
+        assert all(not isinstance(v, (dict, list)) for v in froc.values()), site.name
+        assert any(m["name"] == "froc_curve" for m in _rows(client, job_id, site, "evaluation"))
+
+
+def test_each_site_logs_fates_evaluation_structure(flow, trained, bound):
+    # Prepare: the held-out candidates' labels and scores, as the site's predictions hold them.
+    client = flow.client()
+    job_id = trained["job"]["job_id"]
+    for site in parse_sites(bound):
+        if site.role == "arbiter":
+            continue
+        held = [r for r in _predictions(flow, job_id, site) if r["patient_split"] == "val"]
+        # Execute
+        data = runner.evaluation_metric(client, job_id, site.role, site.party_id, "evaluation")
+        # Assert: {upstream task: {dataset: [{metric, val}, [ks, ks_table], ...]}}, as FATE's evaluation logs it
+        assert data is not None and list(data) == ["trainer"] and list(data["trainer"]) == ["val"], site.name
+        entries = {}
+        for entry in data["trainer"]["val"]:
+            for e in (entry if isinstance(entry, list) else [entry]):
+                entries[e["metric"]] = e["val"]
+        labels = np.array([int(r["class"]) for r in held])
+        auc = binary_auc(labels, np.array([float(r["probability"]) for r in held]))
+        assert "binary_accuracy" in entries, site.name
+        if np.isfinite(auc):   # both classes among the held-out candidates
+            assert entries["auc"] == pytest.approx(auc, abs=1e-9), site.name
+            assert {"ks", "ks_table", "binary_recall"} <= set(entries), site.name
+        else:
+            assert "auc" not in entries and "ks" not in entries, site.name
 
 
 def test_each_site_trains_on_its_own_data(flow, trained, bound, tiny_sites):
@@ -205,7 +249,8 @@ def test_federated_model_beats_chance(flow, trained, bound):
     assert auc > 0.65, f"AUC over all candidates {auc:.3f}"
 
 
-# Records, once the page has loaded, how many of its images decoded (a copy of the page gets it; the report has no script).
+# Records, once the page has loaded, how many of its images decoded (a copy of the page gets it;
+# the report has no script).
 _IMAGE_PROBE = """<script>window.addEventListener("load", () => {
   const images = [...document.images];
   const decoded = images.filter(i => i.complete && i.naturalWidth > 0).length;
@@ -268,6 +313,8 @@ def test_predict_job_loads_the_trained_model(flow, trained, bound):
         assert [r["seriesuid"] for r in again] == [r["seriesuid"] for r in first]
         np.testing.assert_allclose([float(r["probability"]) for r in again],
                                    [float(r["probability"]) for r in first], atol=1e-6)
+        summary = runner.summaries(client, predict["job_id"], site.role, site.party_id, "trainer")
+        assert summary["predict_summary"]["candidates_scored"] == len(again), site.name
 
 
 @pytest.fixture(scope="module")
