@@ -1,9 +1,10 @@
 """After a job: one HTML page with PNG plots, from what FATE-Flow shows and each site's own job outputs.
 
-Per-site training loss and the global validation loss come from FATE's metrics (what
-FATE-Board shows); the FROC curves with their bootstrap bands from each site's
-`lung_evaluation` output; the data summary from each site's `reader_all` output. The page
-has no script and no external resource: it opens from disk anywhere.
+Per-site training loss, validation AUC, the global validation loss and epsilon come from the
+trainer's per-round FATE metrics, read by name (FATE-Board charts only the training loss, the
+one loss-typed series: see components/_metrics.py); the FROC curves with their bootstrap bands
+from each site's `lung_evaluation` output; the data summary from each site's `reader_all`
+output. The page has no script and no external resource: it opens from disk anywhere.
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import pickle
 import re
 import shutil
@@ -120,6 +121,14 @@ def test_each_task_logs_one_loss_series_for_fate_board(flow, trained, bound):
     # FATE-Board joins every metric whose type contains "loss" into one chart (see components/_metrics.py).
     client = flow.client()
     job_id = trained["job"]["job_id"]
+    dump = os.environ.get("FATE_LUNG_BOARD_DUMP")   # a folder: query-metric of every task, for tools/fate_board_check
+    if dump:
+        Path(dump).mkdir(parents=True, exist_ok=True)
+        for site in parse_sites(bound):
+            for task in (("trainer",) if site.role == "arbiter" else ("reader_all", "trainer", "evaluation")):
+                (Path(dump) / f"{task}.{site.role}.{site.party_id}.json").write_text(
+                    json.dumps(client.output.query_metric(job_id=job_id, role=site.role, party_id=site.party_id,
+                                                          task_name=task), indent=4))
     for site in parse_sites(bound):
         rows = _rows(client, job_id, site, "trainer")
         loss_typed = [m["name"] for m in rows if "loss" in (m.get("type") or "").lower()]
