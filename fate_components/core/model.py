@@ -75,8 +75,8 @@ class ResNet3D(nn.Module):
         super().__init__()
         self.config = config
         w0 = config.widths[0]
-        self.stem = nn.Sequential(nn.Conv3d(1, w0, 3, stride=config.stem_stride, padding=1, bias=False), nn.GroupNorm(config.groups, w0),
-                                  nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv3d(1, w0, 3, stride=config.stem_stride, padding=1, bias=False),
+                                  nn.GroupNorm(config.groups, w0), nn.ReLU())
         layers, in_ch = [], w0
         for i, (width, n_blocks) in enumerate(zip(config.widths, config.blocks)):
             stride = 1 if i == 0 else 2

@@ -126,8 +126,9 @@ def build_patch_dataset(site_root: Path, out_dir: Path, *, spec: PatchSpec = Pat
     Every candidate is cut, so the trainer can draw fresh negatives each epoch
     (`negative_sampling`); only mode "train" with `negative_ratio` > 0 keeps every positive and a
     fixed, seeded sample of `negative_ratio` negatives per positive, drawn from the csv before
-    scans are read (the read-time subsample of earlier versions, kept for comparison). With on_bad_scan="skip", an unreadable or missing scan skips its candidates and
-    a candidate outside its scan is skipped, each with its reason in the report; "raise" raises.
+    scans are read (the read-time subsample of earlier versions, kept for comparison). With
+    on_bad_scan="skip", an unreadable or missing scan skips its candidates and a candidate outside
+    its scan is skipped, each with its reason in the report; "raise" raises.
     Each scan is read once. The output appears atomically; on error nothing is left behind.
     `progress(done, total)` is called after each scan.
     """

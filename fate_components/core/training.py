@@ -13,8 +13,8 @@ from torch import nn
 from .errors import ConfigError
 from .negative_sampling import DEFAULT_NEGATIVES_PER_POSITIVE, EpochSampler, NegativeSampling
 
-__all__ = ["INFERENCE_PRECISIONS", "TrainConfig", "LocalResult", "augment_3d", "shift_3d", "train_local", "evaluate", "predict_proba", "binary_auc",
-           "get_parameters", "set_parameters"]
+__all__ = ["INFERENCE_PRECISIONS", "TrainConfig", "LocalResult", "augment_3d", "shift_3d", "train_local", "evaluate",
+           "predict_proba", "binary_auc", "get_parameters", "set_parameters"]
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -241,6 +241,7 @@ def set_parameters(model: nn.Module, arrays: list[np.ndarray]) -> None:
     new_state = {}
     for (name, ref), arr in zip(state.items(), arrays):
         if tuple(arr.shape) != tuple(ref.shape):
-            raise ConfigError(f"parameter {name!r}: shape {tuple(arr.shape)} does not match the model's {tuple(ref.shape)}")
+            raise ConfigError(f"parameter {name!r}: shape {tuple(arr.shape)} does not match "
+                              f"the model's {tuple(ref.shape)}")
         new_state[name] = torch.as_tensor(np.asarray(arr), dtype=ref.dtype)
     model.load_state_dict(new_state)
