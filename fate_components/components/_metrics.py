@@ -25,7 +25,7 @@ trainer (sites)    paillier_encrypt_seconds,  scalar           every round, aggr
                    paillier_decrypt_seconds,
                    bytes_sent, clipped_values
 trainer (sites)    summary                    train_summary    once, after training                   table
-trainer (arbiter)  global_val_loss            loss             every round                            Loss chart
+trainer (arbiter)  global_val_loss            loss             every round, not under paillier        Loss chart
 trainer (arbiter)  round_seconds              scalar           every round                            no
 trainer (arbiter)  summary                    train_summary    once, after training                   table
 trainer (predict)  summary                    predict_summary  once                                   table
@@ -35,7 +35,9 @@ evaluation         evaluation                 evaluation       once             
 evaluation         froc_curve                 curve            once                                   no
 =================  =========================  ===============  =====================================  ===========
 
-The arbiter has no training loss: its one loss-typed series is the global validation loss.
+The arbiter has no training loss: its one loss-typed series is the global validation loss, which
+it sees only with aggregation secagg or plaintext (under Paillier it adds ciphertexts and never
+learns the mean, so its task has no Loss chart).
 A one-time metric of a repeated name and group is refused by FATE
 (fate/arch/context/_metrics.py, `InMemoryMetricsHandler._log_one_time_metrics`), so each
 `summary` table is logged in a sub-context of its own (`log_summary`); its *type* names the

@@ -221,7 +221,7 @@ def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict,
     def on_round(round_idx: int, global_val_loss: float | None, seconds: float) -> None:
         round_ctx = ctx.on_iterations.indexed_ctx(round_idx)
         _metrics.log_round(round_ctx, "round_seconds", seconds)
-        if global_val_loss is not None:   # the arbiter's one loss series (it has no training loss)
+        if global_val_loss is not None:   # its one loss series (no training loss); None under Paillier
             _metrics.log_round_loss(round_ctx, "global_val_loss", global_val_loss)
         rounds.append({"round": round_idx, "round_seconds": seconds})
 
