@@ -330,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_args(p)
     p.set_defaults(func=cmd_bind_site)
 
-    for name, func, help_ in (("compile", cmd_compile, "compile a DSL + conf into a FATE 2.2 DAG (for flow job submit -c)"),
+    for name, func, help_ in (("compile", cmd_compile,
+                               "compile a DSL + conf into a FATE 2.2 DAG (for flow job submit -c)"),
                               ("submit", cmd_submit, "compile, check tables, submit and follow a job")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("-d", "--dsl", required=True)

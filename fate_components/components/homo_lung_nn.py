@@ -17,7 +17,8 @@ def homo_lung_nn(ctx, role):
 def train(
     ctx,
     role: Role,
-    train_data: cpn.data_directory_input(roles=[GUEST, HOST], desc="patch dataset from luna16_reader: every candidate, memory-mapped; "
+    train_data: cpn.data_directory_input(roles=[GUEST, HOST],
+                                         desc="patch dataset from luna16_reader: every candidate, memory-mapped; "
                                         "the validation split is by patient"),
     test_data: cpn.data_directory_input(roles=[GUEST, HOST], optional=True,
                                         desc="patch dataset from luna16_reader in predict mode, scored with the "
@@ -104,7 +105,8 @@ def train(
                          fedprox_mu=fedprox_mu, patience=patience, aug_shift_voxels=aug_shift_voxels,
                          aug_intensity_jitter=aug_intensity_jitter, negatives_per_positive=negatives_per_positive,
                          hard_negative_fraction=hard_negative_fraction)
-    privacy.check_training(config.fedprox_mu, config.hard_negative_fraction)   # on every party, the arbiter included, before any exchange
+    # On every party, the arbiter included, before any exchange.
+    privacy.check_training(config.fedprox_mu, config.hard_negative_fraction)
     agg_options = {"paillier": paillier, "allow_plaintext": allow_plaintext, "strict_check": strict_check}
     try:
         if role.is_arbiter:

@@ -138,7 +138,8 @@ def compile_dag(dsl: dict, conf: dict, *, model_job: dict | None = None) -> dict
     site_names = {s.name for s in sites}
     for name in per_site:
         if name not in site_names:
-            raise ConfigError(f"conf: parameters.sites names site {name!r}, not in 'sites'.{_suggest(name, site_names)}")
+            raise ConfigError(f"conf: parameters.sites names site {name!r}, not in 'sites'."
+                              f"{_suggest(name, site_names)}")
 
     tasks: dict[str, Any] = {}
     party_tasks: dict[str, Any] = {}
@@ -193,7 +194,8 @@ def compile_dag(dsl: dict, conf: dict, *, model_job: dict | None = None) -> dict
         job_conf.setdefault("model_warehouse", {"model_id": model_job["model_id"],
                                                 "model_version": str(model_job["model_version"])})
     stages = {t["stage"] for t in tasks.values()} - {"default"}
-    dag = {"parties": _parties(sites, ROLES), "conf": job_conf, "stage": "predict" if stages == {"predict"} else "train",
+    dag = {"parties": _parties(sites, ROLES), "conf": job_conf,
+           "stage": "predict" if stages == {"predict"} else "train",
            "tasks": tasks}
     if party_tasks:
         dag["party_tasks"] = party_tasks
@@ -234,7 +236,8 @@ def _compile_inputs(task_name, inputs, stage_cpn, components, sites, roles, mode
                                   f"--model-job JOB_ID")
             compiled.setdefault(kind, {})[key] = {"model_warehouse": {
                 "model_id": model_job["model_id"], "model_version": str(model_job["model_version"]),
-                "producer_task": src["model"]["task"], "output_artifact_key": src["model"].get("output", "output_model"),
+                "producer_task": src["model"]["task"],
+                "output_artifact_key": src["model"].get("output", "output_model"),
                 "parties": _parties(sites, data_roles)}}
         else:
             raise ConfigError(f"dsl: task {task_name!r} input {key!r} must be {{'table': ...}}, "

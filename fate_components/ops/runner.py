@@ -169,10 +169,10 @@ def _task_error_tail(home: Path, job_id: str, task: dict) -> list[str]:
     path = home / "logs" / job_id / task["role"] / task["party_id"] / task["task_name"] / "component" / "ERROR"
     if not path.is_file():
         return [f"    (no error log at {path})"]
-    lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     # The last line of a traceback is "ExceptionType: message".
-    exc = [l for l in lines if not l.startswith((" ", "[", "Traceback"))]
-    return ["    " + l[:500] for l in exc[-1:]] + [f"    log: {path}"]
+    exc = [line for line in lines if not line.startswith((" ", "[", "Traceback"))]
+    return ["    " + line[:500] for line in exc[-1:]] + [f"    log: {path}"]
 
 
 def data_output_dir(home: Path, job_id: str, role: str, party_id: str, task: str, key: str) -> Path:

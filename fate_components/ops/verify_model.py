@@ -61,7 +61,8 @@ def main(path_a: Path, path_b: Path, atol: float = 0.0) -> int:
         print(f"architecture mismatch: {e}")
         return 2
     if result["first_differing_layer"] is None:
-        print(f"identical within {atol:g}: {result['layers']} layers (largest difference {result['largest_difference']:.3g})")
+        print(f"identical within {atol:g}: {result['layers']} layers "
+              f"(largest difference {result['largest_difference']:.3g})")
         return 0
     print(f"same architecture ({result['layers']} layers); first differing layer: '{result['first_differing_layer']}'; "
           f"largest difference {result['largest_difference']:.6g} at '{result['largest_difference_layer']}'")
