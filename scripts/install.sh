@@ -63,11 +63,18 @@ import fate_components  # noqa: E402
 site = pathlib.Path(sysconfig.get_paths()["purelib"]).resolve()
 here = pathlib.Path(fate_components.__file__).resolve()
 assert here.is_relative_to(site), f"fate_components is imported from {here}, not from {site}"
+
+
+def files(root: pathlib.Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
+# Every file of the sources is in the wheel (a data file needs [tool.setuptools.package-data]) and no other.
+installed_files, source_files = files(here.parent), files(src)
+assert installed_files == source_files, (
+    f"the installed fate_components differs from the sources: only installed {sorted(installed_files - source_files)}, "
+    f"only in the sources {sorted(source_files - installed_files)}")
 installed = {"fate_components"} | {m.name for m in pkgutil.walk_packages(fate_components.__path__, "fate_components.")}
-source = {".".join(("fate_components",) + p.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
-          for p in src.rglob("*.py")}
-assert installed == source, (f"installed fate_components differs from the sources: only installed "
-                             f"{sorted(installed - source)}, only in the sources {sorted(source - installed)}")
 for name in sorted(installed):
     importlib.import_module(name)
 print(f"fate-lung {md.version('fate-lung')}: wheel installed in {sys.prefix}, {len(installed)} modules import")
