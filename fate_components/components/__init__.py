@@ -1,4 +1,4 @@
 """Thin FATE adapters: declare roles, stages, parameters and artifacts; call the core.
 
-Registered through the `fate.ext.component_desc` entry-point group (see setup.py).
+Registered through the `fate.ext.component_desc` entry-point group (see pyproject.toml).
 """

@@ -28,7 +28,7 @@ from fate_components.core.errors import LungError
 from . import flow_server
 from .jobs import parse_sites
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "deploy" / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "deploy_templates"   # package data (pyproject.toml)
 STATE = "deploy.json"
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")   # the real scripts; /usr/sbin's wrappers switch to user rabbitmq
 HOST = "127.0.0.1"

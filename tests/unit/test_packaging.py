@@ -148,9 +148,6 @@ def _paths_outside_the_package(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="fate_components/ops/deploy.py:31 reads deploy/templates/ and "
-                   "fate_components/docs_tables.py:32 docs/components/ from the source tree: move the templates "
-                   "into the package (package-data) and docs_tables out of it, then remove this marker")
 def test_package_reads_no_files_outside_itself():
     # Prepare / Execute: every path the package builds from its own location.
     outside = [hit for path in sorted(PACKAGE.rglob("*.py")) for hit in _paths_outside_the_package(path)]

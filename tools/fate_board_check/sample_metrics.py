@@ -224,7 +224,8 @@ def ready_trainer_site(ctx, f, global_val, rounds):
     ctx.sub_ctx("train_summary").metrics.log_metrics(
         {"rounds_trained": rounds, "best_round": best + 1, "best_global_val_loss": global_val[best],
          "final_train_loss": f["train_loss"][-1], "final_val_loss": f["val_loss"][-1],
-         "final_val_auc": f["val_auc"][-1], "paillier_encrypt_seconds_total": round(sum(f["paillier_encrypt_seconds"]), 3),
+         "final_val_auc": f["val_auc"][-1],
+         "paillier_encrypt_seconds_total": round(sum(f["paillier_encrypt_seconds"]), 3),
          "bytes_sent_total": sum(f["bytes_sent"]), "learning_rate": f["learning_rate"][-1]},
         name="summary", type="summary")
 

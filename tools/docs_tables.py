@@ -1,7 +1,7 @@
 """The parameter and artifact tables of docs/components/*.md, generated from the components' FATE specs.
 
-    .venv/bin/python -m fate_components.docs_tables --write   # rewrite every generated table
-    .venv/bin/python -m fate_components.docs_tables --check   # exit 1, naming each page that differs
+    .venv/bin/python tools/docs_tables.py --write   # rewrite every generated table
+    .venv/bin/python tools/docs_tables.py --check             # exit 1, naming each page that differs
 
 A page holds each table between two marker comments::
 
@@ -12,9 +12,8 @@ A page holds each table between two marker comments::
 The kind is ``parameters`` or ``artifacts``; the stage (``train``, ``predict``) is given for a
 component with stages and left out for one without. Each table is rendered from the spec FATE
 itself builds (``Component.dict()``, what ``python -m fate.components component desc`` prints),
-one stage at a time, so a stage whose artifacts differ from another's (``test_data`` is optional
-in ``train`` and required in ``predict``) still renders. The choices of a ``string_choice`` are not in the spec; they
-come from the parameter's declared type. FATE's invisible
+one stage at a time, so a stage whose artifacts differ from another's still renders. The choices
+of a ``string_choice`` are not in the spec; they come from the parameter's declared type. FATE's invisible
 ``metric`` output (every component has it) is left out of the artifact tables.
 """
 from __future__ import annotations
@@ -30,7 +29,7 @@ from pathlib import Path
 
 COMPONENTS = ("luna16_reader", "homo_lung_nn", "lung_evaluation")
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs" / "components"
-COMMAND = ".venv/bin/python -m fate_components.docs_tables --write"
+COMMAND = ".venv/bin/python tools/docs_tables.py --write"
 KINDS = ("parameters", "artifacts")
 
 _BLOCK = re.compile(r"(<!-- generated: (\w+) (\w+)(?: (\w+))? -->\n)(.*?)(<!-- end generated -->)", re.DOTALL)
@@ -97,8 +96,8 @@ def render_parameters(stage_cpn) -> str:
     rows = ["| parameter | type | default | optional | description |", "|---|---|---|---|---|"]
     for name, p in spec.parameters.items():
         declared = stage_cpn.parameters.mapping[name]
-        rows.append(f"| `{name}` | {_cell(_type(p.type_meta, declared.type))} | {_cell(_default(p, declared.default))} | "
-                    f"{'yes' if p.optional else 'no'} | {_cell(p.description)} |")
+        kind, default = _cell(_type(p.type_meta, declared.type)), _cell(_default(p, declared.default))
+        rows.append(f"| `{name}` | {kind} | {default} | {'yes' if p.optional else 'no'} | {_cell(p.description)} |")
     if len(rows) == 2:
         rows.append("| (none) | | | | |")
     return "\n".join(rows)
@@ -186,7 +185,7 @@ def check(docs_dir: Path = DOCS_DIR, *, write: bool = False) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fate_components.docs_tables", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="tools/docs_tables.py", description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="rewrite the generated tables in the pages")
     mode.add_argument("--check", action="store_true", help="exit 1 if a generated table differs from the code")
