@@ -47,6 +47,7 @@ def collect(client, home: Path, job_id: str, sites, metrics: dict[str, dict] | N
                  "val_auc": _series(metrics_of_site.get("val_auc")),
                  "global_val_loss": _series(metrics_of_site.get("global_val_loss")),
                  "epsilon": _series(metrics_of_site.get("epsilon")),
+                 "bytes_sent": _series(metrics_of_site.get("bytes_sent")),
                  "data": _data_summary(site_home, job_id, site)}
         try:
             report = runner.data_output_dir(site_home, job_id, site.role, site.party_id, "evaluation", "report")
@@ -166,11 +167,15 @@ def _page(data: dict) -> str:
         slices = "-".join(f"{v:.2f}" for v in d["slice_spacing_range_mm"]) if d["slice_spacing_range_mm"] else "n/a"
         final = s["train_loss"][-1][1] if s["train_loss"] else float("nan")
         cpm = f"{_fmt(ev['cpm'])} ({_fmt(ev['cpm_ci95'][0])}-{_fmt(ev['cpm_ci95'][1])})" if ev else "not evaluated"
-        auc = _fmt(ev["auc"]) if ev else "n/a"
+        # The candidate-level ROC AUC (what the demo prints and FATE-Board's evaluation table shows),
+        # not the FROC's detection AUC.
+        auc = _fmt((ev.get("candidates") or {}).get("auc")) if ev else "n/a"
+        sent = s.get("bytes_sent") or []
+        mb_sent = f"{sum(v for _, v in sent) / len(sent) / 1e6:.2f}" if sent else "n/a"
         epsilon = f"{s['epsilon'][-1][1]:.2f}" if s.get("epsilon") else "no DP"
         rows.append(f"<tr><td>{e(name)}</td><td>{e(s['role'])} {e(str(s['party_id']))}</td><td>{d['scans']}</td>"
                     f"<td>{d['candidates']}</td><td>{d['positives']}</td><td>{spacing}</td><td>{slices}</td>"
-                    f"<td>{final:.3f}</td><td>{cpm}</td><td>{auc}</td><td>{epsilon}</td></tr>")
+                    f"<td>{final:.3f}</td><td>{cpm}</td><td>{auc}</td><td>{epsilon}</td><td>{mb_sent}</td></tr>")
     images = "\n".join(f'<figure><img src="{p}" alt="{e(alt)}"><figcaption>{e(alt)}</figcaption></figure>'
                        for p, alt in zip(PLOTS, ("Training loss per site and round",
                                                  "Global validation loss and per-site validation AUC",
@@ -185,12 +190,14 @@ figure{{display:inline-block;margin:1em}} img{{max-width:100%}}</style></head>
 <h2>Sites</h2>
 <table><tr><th>site</th><th>FATE party</th><th>scans</th><th>candidates</th><th>positives</th>
 <th>median spacing x, y, z (mm)</th><th>slice spacing (mm)</th><th>final train loss</th>
-<th>held-out CPM (95% CI)</th><th>held-out AUC</th><th>privacy: final &epsilon;</th></tr>
+<th>held-out CPM (95% CI)</th><th>held-out candidate AUC</th><th>privacy: final &epsilon;</th>
+<th>MB sent per round</th></tr>
 {chr(10).join(rows)}
 </table>
 <p>CPM: mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4 and 8 false positives per scan (LUNA16 rules), on each
 site's patients held out of training; the interval resamples scans. &epsilon;: the site's differential-privacy
-guarantee for its training patients at the job's delta (Opacus accountant), if DP was on.</p>
+guarantee for its training patients at the job's delta (Opacus accountant), if DP was on. MB sent per round:
+the mean size of the site's encrypted updates (aggregation paillier).</p>
 <h2>Training and evaluation</h2>
 {images}
 </body></html>

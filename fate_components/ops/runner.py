@@ -115,6 +115,9 @@ class RoundProgress:
             epsilons = [self.history[s.name].get("epsilon", {}).get(r) for s in data_sites]
             if any(e is not None for e in epsilons):
                 tail += " | epsilon: " + ", ".join("-" if e is None else f"{e:.2f}" for e in epsilons)
+            sent = [self.history[s.name].get("bytes_sent", {}).get(r) for s in data_sites]
+            if any(b is not None for b in sent):
+                tail += " | MB sent: " + ", ".join("-" if b is None else f"{b / 1e6:.2f}" for b in sent)
             self.printer(f"[Round {r + 1}/{self.rounds}] " + " | ".join(parts) + tail)
             self.shown += 1
 

@@ -15,7 +15,9 @@ def _data(evaluated: bool = True) -> dict:
             "global_val_loss": [[1, 0.5], [2, 0.45]],
             "data": {"scans": 4, "candidates": 90, "positives": 9, "median_spacing_mm": [0.7, 0.7, 1.25],
                      "slice_spacing_range_mm": [1.0, 2.5], "skipped_scans": 0, "skipped_candidates": 0},
-            "evaluation": {"cpm": 0.61, "cpm_ci95": [0.4, None], "auc": 0.9, "froc_band": band,
+            "bytes_sent": [[1, 1.5e6], [2, 2.5e6]],
+            "evaluation": {"cpm": 0.61, "cpm_ci95": [0.4, None], "auc": 0.9, "candidates": {"n": 90, "auc": 0.875},
+                           "froc_band": band,
                            "froc": {"fps_per_scan": [0, 1], "sensitivity": [0, 0.6]}} if evaluated else None}
     return {"job_id": "202611260000000000000",
             "sites": {"hospital_a": site, "hospital_<b>": {**site, "epsilon": [[1, 1.5], [2, 2.345]]}}}
@@ -31,6 +33,8 @@ def test_report_writes_page_plots_and_data(tmp_path):
     assert text.count("<tr><td>hospital_") == 2 and "hospital_&lt;b&gt;" in text   # names are escaped
     assert "0.610 (0.400-n/a)" in text and "0.70 x 0.70 x 1.25" in text
     assert "<td>no DP</td>" in text and "<td>2.35</td>" in text   # a site's last epsilon, when DP was on
+    assert "<td>0.875</td>" in text and "<td>0.900</td>" not in text   # the candidate AUC, not the detection AUC
+    assert "<td>2.00</td>" in text   # mean MB of encrypted updates per round
     assert json.loads((tmp_path / "report" / "report.json").read_text())["job_id"] == "202611260000000000000"
 
 
