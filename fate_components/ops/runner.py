@@ -112,12 +112,11 @@ class RoundProgress:
             aucs = [a for a in aucs if a is not None and a >= 0]
             tail = f" | global val loss: {global_val:.3f}" if global_val is not None else ""
             tail += f" | val AUC: {', '.join(f'{a:.2f}' for a in aucs)}" if aucs else ""
-            epsilons = [self.history[s.name].get("epsilon", {}).get(r) for s in data_sites]
-            if any(e is not None for e in epsilons):
-                tail += " | epsilon: " + ", ".join("-" if e is None else f"{e:.2f}" for e in epsilons)
-            sent = [self.history[s.name].get("bytes_sent", {}).get(r) for s in data_sites]
-            if any(b is not None for b in sent):
-                tail += " | MB sent: " + ", ".join("-" if b is None else f"{b / 1e6:.2f}" for b in sent)
+            # Figures only some jobs log (DP, Paillier): one column per site, "-" where a site has none.
+            for metric, label, scale in (("epsilon", "epsilon", 1.0), ("bytes_sent", "MB sent", 1e-6)):
+                values = [self.history[s.name].get(metric, {}).get(r) for s in data_sites]
+                if any(v is not None for v in values):
+                    tail += f" | {label}: " + ", ".join("-" if v is None else f"{v * scale:.2f}" for v in values)
             self.printer(f"[Round {r + 1}/{self.rounds}] " + " | ".join(parts) + tail)
             self.shown += 1
 
