@@ -25,7 +25,7 @@ class Federation:
 @contextlib.contextmanager
 def standalone_federation(work: Path, size: str, seed: int = 0, n_patients: int | None = None) -> Iterator[Federation]:
     """Start FATE-Flow in `work/flow` (free ports), generate and bind the three sample hospitals; stop by pid after."""
-    from fate_components.core.sample_data import generate_federation
+    from fate_components.core.synthetic.sites import generate_federation
     from fate_components.ops import flow_server
     from fate_components.ops.jobs import load_json, parse_sites
     from fate_components.ops.site_data import bind_site
@@ -78,7 +78,7 @@ class KeepLocal:
 
 
 def reader_spec(conf: dict):
-    from fate_components.core.patches import PatchSpec
+    from fate_components.core.imaging.patches import PatchSpec
 
     r = conf["parameters"]["common"]["reader_all"]
     return r, PatchSpec(size_mm=r["patch_size_mm"], size_voxels=r["patch_voxels"], hu_min=r["hu_min"],
@@ -91,7 +91,7 @@ def site_datasets(fed: Federation, work: Path, negative_ratio: float = 0.0) -> d
     negative_ratio > 0: the read-time subsample (every positive, that many negatives each, drawn once).
     """
     from fate_components.components._trainer import load_site_data
-    from fate_components.core.patch_dataset import build_patch_dataset
+    from fate_components.core.data.patch_dataset import build_patch_dataset
 
     reader, spec = reader_spec(fed.conf)
     out = {}
@@ -133,7 +133,7 @@ def pool(parts):
     """The sites' data in one place (the centralized baseline), still read from each site's memory map."""
     import numpy as np
 
-    from fate_components.core.federated import SiteData
+    from fate_components.core.federation.round_loop import SiteData
 
     parts = list(parts)
     return SiteData(Stacked(p.train_x for p in parts), np.concatenate([p.train_y for p in parts]),
@@ -145,9 +145,9 @@ def train_alone(data, conf: dict, trainer: dict, threads: int, model=None):
     """`run_site` on one party's data with the conf's trainer settings updated by `trainer`."""
     import torch
 
-    from fate_components.core.federated import run_site
-    from fate_components.core.model import build_model
-    from fate_components.core.training import TrainConfig
+    from fate_components.core.federation.round_loop import run_site
+    from fate_components.core.learning.model import build_model
+    from fate_components.core.learning.training import TrainConfig
 
     torch.set_num_threads(threads)
     fields = TrainConfig.__dataclass_fields__
@@ -172,24 +172,25 @@ class HeldOut:
 
     def score(self, model, n_boot: int = 1000) -> tuple[float, float, float, float]:
         """(CPM, CI low, CI high, AUC)."""
-        from fate_components.core.froc import Scored, bootstrap_cpm
-        from fate_components.core.training import binary_auc, predict_proba
+        from fate_components.core.evaluation.auc import candidate_auc
+        from fate_components.core.evaluation.froc import Scored, bootstrap_cpm
+        from fate_components.core.learning.training import predict_proba
 
         p = predict_proba(model, self.x)
         scored = [Scored(uid, xyz, float(prob)) for (uid, xyz), prob in zip(self.scored_at, p)]
         cpm, low, high = bootstrap_cpm(scored, self.nodules, excluded=self.excluded, scans=self.scans,
                                        n_boot=n_boot, seed=0)
-        return cpm, low, high, binary_auc(self.y, p)
+        return cpm, low, high, candidate_auc(self.y, p)
 
 
 def held_out(work: Path, size: str, conf: dict, seed: int = 1, n_patients: int | None = None) -> HeldOut:
     """Patients of a new seed, dealt equally to the three scanner profiles, every candidate cut."""
     import numpy as np
 
-    from fate_components.core.candidates import read_annotations
-    from fate_components.core.froc import Finding
-    from fate_components.core.patch_dataset import PatchDataset, build_patch_dataset
-    from fate_components.core.sample_data import generate_federation
+    from fate_components.core.data.candidates import read_annotations
+    from fate_components.core.data.patch_dataset import PatchDataset, build_patch_dataset
+    from fate_components.core.evaluation.froc import Finding
+    from fate_components.core.synthetic.sites import generate_federation
 
     reader, spec = reader_spec(conf)
     dirs = generate_federation(work / "heldout", size=size, seed=seed, split=(1 / 3, 1 / 3, 1 / 3),

@@ -32,7 +32,7 @@ N_SCANS, N_NODULES, N_EXCLUDED, N_MARKS = 888, 1200, 35000, 55000
 
 def build_case(seed: int):
     """(marks, nodules, excluded, scans) of LUNA16's size, deterministic for the seed."""
-    from fate_components.core.froc import Finding, Scored
+    from fate_components.core.evaluation.froc import Finding, Scored
 
     rng = np.random.default_rng(seed)
     scans = [f"1.3.6.1.4.1.14519.5.2.1.6279.6001.{seed}{i:06d}" for i in range(N_SCANS)]
@@ -90,8 +90,8 @@ def write_case(folder: Path, scored, nodules, excluded, scans) -> None:
 
 
 def main(argv=None) -> int:
-    from fate_components.core.evaluation import evaluate_submission, read_seriesuids
-    from fate_components.core.froc import bootstrap_from_match, froc_from_match, match_scans
+    from fate_components.core.evaluation.froc import bootstrap_from_match, froc_from_match, match_scans
+    from fate_components.core.evaluation.submission import evaluate_submission, read_seriesuids
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)

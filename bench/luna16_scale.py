@@ -8,7 +8,7 @@ time and peak RSS:
 - read: `build_patch_dataset` (every candidate cut, memory-mapped float16 on disk);
 - scan: the same on one LUNA16-sized scan (512x512x300 int16 MetaImage, 850 candidates; steady
   state, after the first read has loaded the compiled kernel), since
-  the synthetic scans are a mid-chest slab (see core/sample_data.py) and smaller than LUNA16's;
+  the synthetic scans are a mid-chest slab (see core/synthetic/sites.py) and smaller than LUNA16's;
 - train: one local epoch as the trainer runs it (every positive plus 10 fresh negatives each,
   augmented), after a warm-up epoch;
 - predict: every candidate of the site scored, read from disk a batch at a time; predict-half
@@ -51,7 +51,7 @@ def _stage(name: str, work: Path) -> dict:
     site, dataset_dir = work / "site" / "hospital_a", work / "dataset"
     t0 = time.perf_counter()
     if name == "read":
-        from fate_components.core.patch_dataset import build_patch_dataset
+        from fate_components.core.data.patch_dataset import build_patch_dataset
 
         report = build_patch_dataset(site, dataset_dir, mode="train")
         seconds = time.perf_counter() - t0
@@ -64,7 +64,7 @@ def _stage(name: str, work: Path) -> dict:
         luna16_sized_site(work / "scan", n_candidates=850)
         return {"seconds": time.perf_counter() - t0}
     if name == "scan":
-        from fate_components.core.patch_dataset import build_patch_dataset
+        from fate_components.core.data.patch_dataset import build_patch_dataset
 
         # The first read in a process also loads numba's compiled kernel: time the steady state, as a site
         # reading hundreds of scans sees it (median of three more reads).
@@ -76,10 +76,10 @@ def _stage(name: str, work: Path) -> dict:
             seconds.append(time.perf_counter() - t0)
         return {"seconds": sorted(seconds)[1]}
     from fate_components.components._trainer import load_site_data
-    from fate_components.core.model import ModelConfig, build_model
-    from fate_components.core.negative_sampling import EpochSampler
-    from fate_components.core.patch_file import RowView
-    from fate_components.core.training import TrainConfig, predict_proba, train_local
+    from fate_components.core.data.negative_sampling import EpochSampler
+    from fate_components.core.data.patch_file import RowView
+    from fate_components.core.learning.model import ModelConfig, build_model
+    from fate_components.core.learning.training import TrainConfig, predict_proba, train_local
 
     dataset, data = load_site_data(dataset_dir)
     model = build_model(ModelConfig(), seed=0)
@@ -107,7 +107,7 @@ def _stage(name: str, work: Path) -> dict:
                             f"{p:.6f}\n")
         return {"seconds": seconds, "candidates": len(rows)}
     if name == "evaluate":
-        from fate_components.core.evaluation import evaluate_submission
+        from fate_components.core.evaluation.submission import evaluate_submission
 
         t0 = time.perf_counter()
         result = evaluate_submission(work / "submission.csv", site / "annotations.csv",
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
 
     import shutil
 
-    from fate_components.core.sample_data import generate_federation
+    from fate_components.core.synthetic.sites import generate_federation
 
     work = Path(tempfile.mkdtemp(prefix="fate_lung_scale_"))
     try:

@@ -23,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import (held_out, history, model_dir, pool, run_job, site_datasets, standalone_federation,
-                      train_alone)
+from _harness import held_out, history, model_dir, pool, run_job, site_datasets, standalone_federation, train_alone
 
 
 def _with_batchnorm(model):
@@ -48,9 +47,9 @@ def _dp_sgd_overhead(data, conf: dict, patients_per_step: int, epochs: int) -> t
     """Seconds per epoch of plain training and of DP-SGD on the same site's patches, side by side, 1 thread."""
     import torch
 
-    from fate_components.core.model import build_model
-    from fate_components.core.privacy import DPConfig, PatientDPSGD, train_local_dp
-    from fate_components.core.training import TrainConfig, augment_3d, train_local
+    from fate_components.core.learning.model import build_model
+    from fate_components.core.learning.training import TrainConfig, augment_3d, train_local
+    from fate_components.core.privacy.dp import DPConfig, PatientDPSGD, train_local_dp
 
     torch.set_num_threads(1)
     spec = conf["parameters"]["common"]["trainer"]["model"]
@@ -89,8 +88,8 @@ def main(argv=None) -> int:
     from opacus.accountants.utils import get_noise_multiplier
 
     from fate_components.components._trainer import load_model
-    from fate_components.core.model import build_model
-    from fate_components.core.privacy import DPConfig, epsilon_for, patient_sampling
+    from fate_components.core.learning.model import build_model
+    from fate_components.core.privacy.dp import DPConfig, epsilon_for, patient_sampling
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="patients")

@@ -20,16 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-
 SCAN_SHAPE_ZYX = (300, 512, 512)
 SCAN_SPACING_MM = (0.7, 0.7, 1.25)
 
 
 def luna16_sized_site(site: Path, n_candidates: int) -> Path:
     """A site directory with one LUNA16-sized int16 MetaImage and `n_candidates` candidates inside it."""
-    from fate_components.core.candidates import Candidate, write_candidates
-    from fate_components.core.metaimage_io import write_metaimage
-    from fate_components.core.volume import Volume
+    from fate_components.core.data.candidates import Candidate, write_candidates
+    from fate_components.core.imaging.metaimage_io import write_metaimage
+    from fate_components.core.imaging.volume import Volume
 
     (site / "scans").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -49,7 +48,7 @@ def luna16_sized_site(site: Path, n_candidates: int) -> Path:
 def main(argv=None) -> int:
     import SimpleITK as sitk
 
-    from fate_components.core.patch_dataset import build_patch_dataset
+    from fate_components.core.data.patch_dataset import build_patch_dataset
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", type=int, default=850, help="candidates per scan")

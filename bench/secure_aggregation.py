@@ -75,9 +75,9 @@ def bench_naive_paillier(n_values, key_bits):
 
 
 def bench_ours(updates, weights, public, secret):
-    from fate_components.core.fixed_point import PackingSpec, decode_sum, encode_weighted, pack, unpack
     from fate_components.secure_agg import cipher
     from fate_components.secure_agg._obfuscation_worker import make_obfuscators, public_base
+    from fate_components.secure_agg.packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
 
     spec = PackingSpec.for_key(public.key_bits)
     h_n = public_base(public.n)
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--key-bits", type=int, default=2048)
     args = parser.parse_args(argv)
 
-    from fate_components.core.model import build_model, count_parameters
+    from fate_components.core.learning.model import build_model, count_parameters
     from fate_components.secure_agg.keys import generate_keypair
 
     public, secret = generate_keypair(args.key_bits)

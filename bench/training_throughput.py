@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _harness import ROOT, history, standalone_federation
 
 
@@ -42,7 +41,7 @@ def _bare_epochs(patches: np.ndarray, labels: np.ndarray, model_options: dict, s
     """Seconds per epoch of the plainest loop there is."""
     import torch
 
-    from fate_components.core.model import build_model
+    from fate_components.core.learning.model import build_model
 
     torch.set_num_threads(1)
     model = build_model(model_options, seed=seed)

@@ -52,10 +52,15 @@ def cmd_server(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from fate_components.core.sample_data import generate_federation
+    from fate_components.core.synthetic.sites import generate_federation
 
+    hospitals = [h.strip() for h in args.hospitals.split(",") if h.strip()] if args.hospitals else None
+    split = [float(f) for f in args.split.split(",")] if args.split else None
+    if hospitals and split is None and len(hospitals) != 3:
+        split = [1.0 / len(hospitals)] * len(hospitals)
     t0 = time.perf_counter()
-    sites = generate_federation(Path(args.out), size=args.size, seed=args.seed, n_patients=args.patients)
+    extra = {k: v for k, v in (("hospitals", hospitals), ("split", split)) if v is not None}
+    sites = generate_federation(Path(args.out), size=args.size, seed=args.seed, n_patients=args.patients, **extra)
     for name, path in sites.items():
         print(f"{name}: {path}")
     print(f"generated in {time.perf_counter() - t0:.1f} s")
@@ -149,7 +154,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from fate_components.core.evaluation import evaluate_submission, format_report, read_seriesuids
+    from fate_components.core.evaluation.submission import evaluate_submission, format_report, read_seriesuids
 
     scans = read_seriesuids(Path(args.seriesuids)) if args.seriesuids else None
     report = evaluate_submission(Path(args.submission), Path(args.annotations),
@@ -272,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="luna16: LUNA16's scan geometry, ~850 candidates per scan, annotations_excluded.csv")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patients", type=int, metavar="N", help="number of patients over all sites (default: the size's)")
+    p.add_argument("--hospitals", help="comma-separated hospitals (default: hospital_a,hospital_b,hospital_c)")
+    p.add_argument("--split", help="comma-separated patient fractions per hospital (default 0.4,0.3,0.3, or equal "
+                                   "shares for other than three hospitals)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("report", help="after a job: an HTML page with loss, validation and FROC plots and a per-site "

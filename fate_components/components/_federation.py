@@ -8,7 +8,7 @@ from fate.arch import Context
 from fate.arch.protocol.secure_aggregation import SecureAggregatorClient, SecureAggregatorServer
 
 from fate_components.core.errors import LungError
-from fate_components.core.signature import signature_mismatch
+from fate_components.core.learning.signature import signature_mismatch
 
 AGGREGATION_TAGS = ("model", "val_loss")
 logger = logging.getLogger(__name__)

@@ -18,12 +18,11 @@ import numpy as np
 from fate.arch import Context
 
 from fate_components.core.errors import ConfigError, LungError, reject_unknown_options
-from fate_components.core.fixed_point import PackingSpec, decode_sum, encode_weighted, pack, unpack
 from fate_components.secure_agg import cipher
 from fate_components.secure_agg._obfuscation_worker import public_base
-from fate_components.secure_agg.keys import (PublicKey, SecretKey, check_key_bits, generate_keypair, seal,
-                                             unseal)
+from fate_components.secure_agg.keys import PublicKey, SecretKey, check_key_bits, generate_keypair, seal, unseal
 from fate_components.secure_agg.obfuscation import ObfuscatorPool
+from fate_components.secure_agg.packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
 
 
 @dataclass(frozen=True)

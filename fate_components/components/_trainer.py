@@ -11,16 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fate_components.core.errors import LungError
-from fate_components.core.federated import RoundReport, SiteData, run_server, run_site
-from fate_components.core.model import ModelConfig, build_model, count_parameters
-from fate_components.core.patch_dataset import PatchDataset
-from fate_components.core.patch_file import RowView
-from fate_components.core.privacy import DPConfig, planned_rounds
-from fate_components.core.signature import model_signature
-from fate_components.core.training import TrainConfig, predict_proba
-
-from fate_components.core.errors import ConfigError
+from fate_components.core.data.patch_dataset import PatchDataset
+from fate_components.core.data.patch_file import RowView
+from fate_components.core.errors import ConfigError, LungError
+from fate_components.core.federation.round_loop import RoundReport, SiteData, run_server, run_site
+from fate_components.core.learning.model import ModelConfig, build_model, count_parameters
+from fate_components.core.learning.signature import model_signature
+from fate_components.core.learning.training import TrainConfig, predict_proba
+from fate_components.core.privacy.dp import DPConfig, planned_rounds
 
 from . import _metrics
 from ._artifacts import publish_directory, replace_file

@@ -95,8 +95,8 @@ def train(
     timeout = federation_timeout if role.is_arbiter else 2 * federation_timeout
     watchdog = _watchdog.FederationWatchdog(timeout, label=lambda party: f"{party[0]} {party[1]}")
     watchdog.install(ctx.federation)
-    from fate_components.core.privacy import DPConfig
-    from fate_components.core.training import TrainConfig
+    from fate_components.core.learning.training import TrainConfig
+    from fate_components.core.privacy.dp import DPConfig
 
     privacy = DPConfig.from_dict(dp)
     config = TrainConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,

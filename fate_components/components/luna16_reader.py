@@ -35,8 +35,8 @@ def luna16_reader(
                                desc="skip (and report) or fail on an unreadable scan or a bad candidate"),
     seed: cpn.parameter(type=int, default=0, desc="seed for negative sampling and the validation split"),
 ):
-    from fate_components.core.patch_dataset import build_patch_dataset
-    from fate_components.core.patches import PatchSpec
+    from fate_components.core.data.patch_dataset import build_patch_dataset
+    from fate_components.core.imaging.patches import PatchSpec
 
     site_root = Path(site_data.get_directory())
     spec = PatchSpec(size_mm=patch_size_mm, size_voxels=patch_voxels, hu_min=hu_min, hu_max=hu_max)

@@ -32,7 +32,7 @@ def lung_evaluation(
     max_marks_per_scan: cpn.parameter(type=params.conint(ge=0), default=100,
                                       desc="keep the N most probable marks of each scan, as LUNA16 (0 keeps all)"),
 ):
-    from fate_components.core.evaluation import evaluate_submission
+    from fate_components.core.evaluation.submission import evaluate_submission
 
     site_root = Path(site_data.get_directory())
     annotations, excluded = site_root / "annotations.csv", site_root / "annotations_excluded.csv"
@@ -74,7 +74,7 @@ def lung_evaluation(
 
 def _labelled_scores(path: Path, split: str | None) -> tuple[list[int], list[float]]:
     """(class, probability) of each candidate of predictions.csv, only `split`'s patients if given."""
-    from fate_components.core.candidates import csv_rows
+    from fate_components.core.data.candidates import csv_rows
 
     labels, scores = [], []
     for _, row in csv_rows(path, ("class", "patient_split", "probability"), path.name):

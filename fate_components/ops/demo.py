@@ -93,7 +93,7 @@ def demo_patients(size: str, patients: int | None) -> int | None:
 def sample_data(size: str, seed: int, n_patients: int | None = None) -> Path:
     """The three sample hospitals of (size, seed, patients), generated once and reused."""
     from fate_components.cli import PROJECT_HOME
-    from fate_components.core.sample_data import generate_federation
+    from fate_components.core.synthetic.sites import generate_federation
 
     name = f"{size}-seed{seed}" + (f"-{n_patients}patients" if n_patients is not None else "")
     data_root = (PROJECT_HOME / "data" / name).resolve()
@@ -122,7 +122,7 @@ def collect_results(client, home: Path, job_id: str, sites, results: Path, *, si
     """
     import numpy as np
 
-    from fate_components.core.training import binary_auc
+    from fate_components.core.evaluation.auc import candidate_auc
     from fate_components.ops import runner
 
     results.mkdir(parents=True, exist_ok=True)
@@ -149,9 +149,9 @@ def collect_results(client, home: Path, job_id: str, sites, results: Path, *, si
         evaluation = json.loads((evaluation_dir / "evaluation.json").read_text())
         summary["sites"][site.name] = {"predictions": str(pred_dir / "submission.csv"),
                                        "heldout_cpm": evaluation["cpm"], "heldout_cpm_ci95": evaluation["cpm_ci95"],
-                                       "heldout_candidates": len(held), "heldout_auc": binary_auc(y, p),
+                                       "heldout_candidates": len(held), "heldout_auc": candidate_auc(y, p),
                                        "final_train_loss": _last(metrics[site.name].get("train_loss"))}
-    summary["heldout_auc"] = binary_auc(np.concatenate(all_y), np.concatenate(all_p))
+    summary["heldout_auc"] = candidate_auc(np.concatenate(all_y), np.concatenate(all_p))
     (results / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (results / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary, metrics

@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fate_components.core.candidates import read_annotations, read_candidates
+from fate_components.core.data.candidates import read_annotations, read_candidates
 from fate_components.core.errors import CoordinateOutOfVolumeError, LungError
-from fate_components.core.scans import index_scans, read_scan
+from fate_components.core.imaging.scans import index_scans, read_scan
 
 
 @dataclass

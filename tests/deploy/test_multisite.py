@@ -49,7 +49,7 @@ def deployment(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def site_dirs(tmp_path_factory) -> dict[str, Path]:
-    from fate_components.core.sample_data import generate_federation
+    from fate_components.core.synthetic.sites import generate_federation
 
     return generate_federation(tmp_path_factory.mktemp("sites"), size="tiny", seed=0)
 

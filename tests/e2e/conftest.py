@@ -32,6 +32,6 @@ def flow(tmp_path_factory, wire_tap):
 
 @pytest.fixture(scope="session")
 def tiny_sites(tmp_path_factory) -> dict[str, Path]:
-    from fate_components.core.sample_data import generate_federation
+    from fate_components.core.synthetic.sites import generate_federation
 
     return generate_federation(tmp_path_factory.mktemp("sites"), size="tiny", seed=0)

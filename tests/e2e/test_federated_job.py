@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from fate_components.components._trainer import load_model
-from fate_components.core.candidates import read_candidates
-from fate_components.core.training import binary_auc
+from fate_components.core.data.candidates import read_candidates
+from fate_components.core.evaluation.auc import candidate_auc
 from fate_components.ops import runner
 from fate_components.ops.jobs import compile_dag, load_json, parse_sites
 from fate_components.ops.site_data import bind_site
@@ -172,7 +172,7 @@ def test_each_site_logs_fates_evaluation_structure(flow, trained, bound):
             for e in (entry if isinstance(entry, list) else [entry]):
                 entries[e["metric"]] = e["val"]
         labels = np.array([int(r["class"]) for r in held])
-        auc = binary_auc(labels, np.array([float(r["probability"]) for r in held]))
+        auc = candidate_auc(labels, np.array([float(r["probability"]) for r in held]))
         assert "binary_accuracy" in entries, site.name
         if np.isfinite(auc):   # both classes among the held-out candidates
             assert entries["auc"] == pytest.approx(auc, abs=1e-9), site.name
@@ -256,7 +256,7 @@ def test_federated_model_beats_chance(flow, trained, bound):
         rows = _predictions(flow, trained["job"]["job_id"], site)
         ys += [int(r["class"]) for r in rows]
         ps += [float(r["probability"]) for r in rows]
-    auc = binary_auc(np.array(ys), np.array(ps))
+    auc = candidate_auc(np.array(ys), np.array(ps))
     assert auc > 0.65, f"AUC over all candidates {auc:.3f}"
 
 
@@ -346,8 +346,9 @@ def one_round(flow, bound, tmp_path_factory) -> dict[str, dict]:
 
 
 def test_paillier_and_plaintext_give_the_same_model(one_round):
-    from fate_components.core.fixed_point import PackingSpec
     import torch
+
+    from fate_components.secure_agg.packing import PackingSpec
 
     # After one round the model is the aggregate: equal within the fixed-point error plus one float32 step.
     tolerance = PackingSpec().max_abs_error + 1e-6
@@ -476,7 +477,7 @@ def test_mismatched_architecture_fails_on_every_party_naming_the_layer(flow, bou
 
 def _train_patients(tiny_sites, conf: dict) -> dict[str, int]:
     """Training patients per site, split exactly as the reader splits them (per seriesuid)."""
-    from fate_components.core.patch_dataset import patient_split
+    from fate_components.core.data.patch_dataset import patient_split
 
     reader = conf["parameters"]["common"]["reader_all"]
     counts = {}
@@ -488,7 +489,7 @@ def _train_patients(tiny_sites, conf: dict) -> dict[str, int]:
 
 
 def test_privacy_budget_stops_every_party_at_the_same_round(flow, bound, tiny_sites):
-    from fate_components.core.privacy import DPConfig, epsilon_for, patient_sampling, planned_rounds
+    from fate_components.core.privacy.dp import DPConfig, epsilon_for, patient_sampling, planned_rounds
 
     # Prepare: patient-level DP-SGD with 2 expected patients per step, so sites of different size spend their
     # budget at different rates; the budget is what the fastest-spending site has after 2 of 4 rounds.

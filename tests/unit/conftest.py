@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fate_components.core.candidates import Candidate, write_candidates
-from fate_components.core.dicom_io import write_dicom_series
-from fate_components.core.metaimage_io import write_metaimage
-from fate_components.core.sample_data import generate_federation
-from fate_components.core.volume import Volume
+from fate_components.core.data.candidates import Candidate, write_candidates
+from fate_components.core.imaging.dicom_io import write_dicom_series
+from fate_components.core.imaging.metaimage_io import write_metaimage
+from fate_components.core.imaging.volume import Volume
+from fate_components.core.synthetic.sites import generate_federation
 
 
 @pytest.fixture

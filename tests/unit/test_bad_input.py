@@ -5,14 +5,20 @@ import numpy as np
 import pydicom
 import pytest
 
-from fate_components.core.candidates import read_candidates
-from fate_components.core.dicom_io import read_dicom_series, write_dicom_series
-from fate_components.core.errors import (CoordinateOutOfVolumeError, CsvFormatError, LungError, MissingScanError,
-                                         ScanReadError, WrongModalityError)
-from fate_components.core.metaimage_io import write_metaimage
-from fate_components.core.patch_dataset import build_patch_dataset
-from fate_components.core.patches import PatchSpec, extract_patch
-from fate_components.core.scans import index_scans, read_scan
+from fate_components.core.data.candidates import read_candidates
+from fate_components.core.data.patch_dataset import build_patch_dataset
+from fate_components.core.errors import (
+    CoordinateOutOfVolumeError,
+    CsvFormatError,
+    LungError,
+    MissingScanError,
+    ScanReadError,
+    WrongModalityError,
+)
+from fate_components.core.imaging.dicom_io import read_dicom_series, write_dicom_series
+from fate_components.core.imaging.metaimage_io import write_metaimage
+from fate_components.core.imaging.patches import PatchSpec, extract_patch
+from fate_components.core.imaging.scans import index_scans, read_scan
 
 SECRET_PATIENT = "PAT-SECRET-4711"
 

@@ -1,7 +1,13 @@
 import pytest
 
-from fate_components.core.candidates import (Annotation, Candidate, read_annotations, read_candidates,
-                                             write_annotations, write_candidates)
+from fate_components.core.data.candidates import (
+    Annotation,
+    Candidate,
+    read_annotations,
+    read_candidates,
+    write_annotations,
+    write_candidates,
+)
 from fate_components.core.errors import CsvFormatError
 
 UID = "1.3.6.1.4.1.14519.5.2.1.6279.6001.100225287222365663678666836860"

@@ -5,9 +5,9 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, RLELossless
 
-from fate_components.core.dicom_io import dicom_series_in, read_dicom_series, write_dicom_series
 from fate_components.core.errors import ScanReadError
-from fate_components.core.metaimage_io import read_metaimage, write_metaimage
+from fate_components.core.imaging.dicom_io import dicom_series_in, read_dicom_series, write_dicom_series
+from fate_components.core.imaging.metaimage_io import read_metaimage, write_metaimage
 
 FEET_FIRST = np.diag([-1.0, 1.0, -1.0])   # IOP [-1,0,0, 0,1,0]: patient entered feet first
 

@@ -8,9 +8,17 @@ import pytest
 
 from fate_components.cli import main as cli
 from fate_components.core.errors import ConfigError, CsvFormatError
-from fate_components.core.evaluation import evaluate_submission, format_report, read_seriesuids
-from fate_components.core.froc import (BAND_GRID, FP_RATES, Finding, Scored, bootstrap_cpm, bootstrap_froc,
-                                       evaluate_froc, froc_curve)
+from fate_components.core.evaluation.froc import (
+    BAND_GRID,
+    FP_RATES,
+    Finding,
+    Scored,
+    bootstrap_cpm,
+    bootstrap_froc,
+    evaluate_froc,
+    froc_curve,
+)
+from fate_components.core.evaluation.submission import evaluate_submission, format_report, read_seriesuids
 
 SUBMISSION_HEADER = "seriesuid,coordX,coordY,coordZ,probability"
 ANNOTATION_HEADER = "seriesuid,coordX,coordY,coordZ,diameter_mm"

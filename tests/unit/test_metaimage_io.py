@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from fate_components.core.errors import ScanReadError
-from fate_components.core.metaimage_io import read_metaimage, write_metaimage
-from fate_components.core.volume import Volume
+from fate_components.core.imaging.metaimage_io import read_metaimage, write_metaimage
+from fate_components.core.imaging.volume import Volume
 
 
 def test_round_trip_keeps_hu_and_geometry_including_flipped_z(tmp_path, make_volume):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from fate_components.core.errors import ConfigError
-from fate_components.core.model import ModelConfig, build_model, count_parameters
+from fate_components.core.learning.model import ModelConfig, build_model, count_parameters
 
 
 @pytest.mark.parametrize("size", [16, 32])

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from fate_components.components._checkpoints import CheckpointStore
+from fate_components.core.data.negative_sampling import EpochSampler, NegativeSampling
+from fate_components.core.data.patch_file import RowView
 from fate_components.core.errors import ConfigError
-from fate_components.core.federated import SiteData, run_site
-from fate_components.core.model import ModelConfig, build_model
-from fate_components.core.negative_sampling import EpochSampler, NegativeSampling
-from fate_components.core.patch_file import RowView
-from fate_components.core.privacy import DPConfig, PatientDPSGD, train_local_dp
-from fate_components.core.training import TrainConfig, get_parameters, train_local
+from fate_components.core.federation.round_loop import SiteData, run_site
+from fate_components.core.learning.model import ModelConfig, build_model
+from fate_components.core.learning.training import TrainConfig, get_parameters, train_local
+from fate_components.core.privacy.dp import DPConfig, PatientDPSGD, train_local_dp
 
 SMALL = ModelConfig(widths=(8, 16), blocks=(1, 1), groups=4, dropout=0.2)
 
@@ -205,7 +205,7 @@ def test_dp_sgd_uses_only_the_epochs_drawn_patches():
 
 
 def test_patch_file_reads_rows_like_the_array(tmp_path):
-    from fate_components.core.patch_file import PatchFile
+    from fate_components.core.data.patch_file import PatchFile
 
     array = np.random.default_rng(0).random((30, 1, 4, 4, 4)).astype(np.float16)
     np.save(tmp_path / "patches.npy", array)

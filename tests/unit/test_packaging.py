@@ -14,10 +14,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "fate_components"
@@ -201,7 +201,7 @@ def test_wheel_works_when_pip_installed_into_a_fate_environment(tmp_path):
     installed = json.loads(_run([python, "-I", "-c", _CHECK_INSTALLED], work, env, 600).stdout)
     assert Path(installed["file"]).is_relative_to(installed["site"]), installed["file"]
     assert installed["direct_url"]["url"].endswith(".whl"), installed["direct_url"]
-    assert {"fate_components.core.patches", "fate_components.core.privacy", "fate_components.ops.report",
+    assert {"fate_components.core.imaging.patches", "fate_components.core.privacy.dp", "fate_components.ops.report",
             "fate_components.cli"} <= set(installed["modules"])          # numba, opacus, matplotlib, ...
     assert installed["components"] == sorted(COMPONENTS)
     assert installed["scripts"] == ["fate-lung"]

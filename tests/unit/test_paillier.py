@@ -4,11 +4,11 @@ import random
 import numpy as np
 import pytest
 
-from fate_components.core.fixed_point import PackingSpec, decode_sum, encode_weighted, pack, unpack
 from fate_components.secure_agg import cipher
 from fate_components.secure_agg._obfuscation_worker import make_obfuscators, public_base
-from fate_components.secure_agg.keys import (PublicKey, SecretKey, WeakKeyError, generate_keypair, seal, unseal)
+from fate_components.secure_agg.keys import PublicKey, SecretKey, WeakKeyError, generate_keypair, seal, unseal
 from fate_components.secure_agg.obfuscation import ObfuscatorPool
+from fate_components.secure_agg.packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,7 @@ def test_keys_round_trip_through_bytes(keys):
 
 def test_sealed_secret_key_opens_only_with_the_right_secret_and_binding(keys):
     from fate.arch.protocol.diffie_hellman import DiffieHellman
+
     from fate_components.core.errors import ConfigError
 
     _, secret = keys

@@ -6,13 +6,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from fate_components.core.candidates import Candidate, read_candidates, write_candidates
-from fate_components.core.dicom_io import write_dicom_series
+from fate_components.core.data.candidates import Candidate, read_candidates, write_candidates
+from fate_components.core.data.patch_dataset import PatchDataset, build_patch_dataset, patient_split
 from fate_components.core.errors import ConfigError, LungError, MissingScanError, ScanReadError
-from fate_components.core.patch_dataset import PatchDataset, build_patch_dataset, patient_split
-from fate_components.core.metaimage_io import write_metaimage
-from fate_components.core.patches import PatchSpec
-from fate_components.core.scans import index_scans, read_scan
+from fate_components.core.imaging.dicom_io import write_dicom_series
+from fate_components.core.imaging.metaimage_io import write_metaimage
+from fate_components.core.imaging.patches import PatchSpec
+from fate_components.core.imaging.scans import index_scans, read_scan
 
 SPEC = PatchSpec(size_mm=24.0, size_voxels=12)
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from fate_components.core.errors import ConfigError, CoordinateOutOfVolumeError
-from fate_components.core.patches import AIR_HU, PatchSpec, extract_patch, normalise_hu
-from fate_components.core.volume import Volume
+from fate_components.core.imaging.patches import AIR_HU, PatchSpec, extract_patch, normalise_hu
+from fate_components.core.imaging.volume import Volume
 
 CENTRE = np.array([12.3, -40.7, -150.2])
 
@@ -126,7 +126,7 @@ def test_only_the_patch_is_resampled_on_a_full_size_scan(rng):
                                        np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])])
 def test_separable_fast_path_equals_general_resampling_inside_the_scan(direction, monkeypatch):
     # Prepare: anisotropic spacing, flipped and permuted axes; patches fully inside the scan.
-    import fate_components.core.patches as patches
+    import fate_components.core.imaging.patches as patches
 
     rng = np.random.default_rng(1)
     volume = Volume(array_hu=rng.normal(-500, 300, (40, 50, 60)).astype(np.float32), spacing_mm=(0.8, 0.9, 1.7),
@@ -145,7 +145,7 @@ def test_separable_fast_path_equals_general_resampling_inside_the_scan(direction
 @pytest.mark.parametrize("direction", [np.eye(3), np.diag([1.0, -1.0, -1.0]),
                                        np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])])
 def test_patches_of_a_scan_in_one_call_equal_one_by_one(direction):
-    from fate_components.core.patches import extract_patches
+    from fate_components.core.imaging.patches import extract_patches
 
     rng = np.random.default_rng(5)
     volume = Volume(array_hu=rng.normal(-500, 300, (40, 50, 60)).astype(np.int16), spacing_mm=(0.8, 0.9, 1.7),
@@ -161,7 +161,7 @@ def test_patches_of_a_scan_in_one_call_equal_one_by_one(direction):
 
 
 def test_float16_rounding_of_the_compiled_sampler_matches_numpy():
-    from fate_components.core.patches import float32_bits_to_half
+    from fate_components.core.imaging.patches import float32_bits_to_half
 
     rng = np.random.default_rng(9)
     values = np.concatenate([
@@ -175,7 +175,7 @@ def test_float16_rounding_of_the_compiled_sampler_matches_numpy():
 def test_float16_ties_and_subnormals_round_like_numpy():
     # Prepare: every float16 value, the float32 midpoints between neighbours (ties: round to even)
     # and a float32 step either side of them, over [0, 65504]; subnormals use the adder trick.
-    from fate_components.core.patches import float32_bits_to_half
+    from fate_components.core.imaging.patches import float32_bits_to_half
 
     halves = np.arange(0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
     mids = ((halves[:-1] + halves[1:]) / 2).astype(np.float32)
@@ -225,7 +225,7 @@ def _scan_and_centres(dtype, direction, rng):
 def test_compiled_sampler_is_the_numpy_reference_bit_for_bit(dtype, direction):
     # Prepare: the kernel's arithmetic order is j, then i, then k (array axes 1, 2, 0); flipped
     # axes give descending positions. Both directions keep array axes = world axes (no transpose).
-    import fate_components.core.patches as patches
+    import fate_components.core.imaging.patches as patches
 
     volume, centres = _scan_and_centres(dtype, direction, np.random.default_rng(3))
     spec = PatchSpec(size_mm=24.0, size_voxels=16)
@@ -286,7 +286,7 @@ def test_patches_agree_with_the_kernel_before_the_sweep_within_one_float16_ulp()
     # Prepare: interpolating along j before i rounds float32 HU differently (by ~1e-4 HU). After
     # the window that is ~1e-7, under one float16 step except for values below 2**-11 (HU within
     # 0.7 of hu_min), whose steps are finer than float32 HU noise: there, 2**-21 absolute.
-    import fate_components.core.patches as patches
+    import fate_components.core.imaging.patches as patches
 
     volume, centres = _scan_and_centres(np.int16, np.eye(3), np.random.default_rng(4))
     spec = PatchSpec()

@@ -6,11 +6,19 @@ import pytest
 import torch
 
 from fate_components.core.errors import ConfigError
-from fate_components.core.federated import SiteData, run_site
-from fate_components.core.model import ModelConfig, build_model
-from fate_components.core.privacy import (DPConfig, PatientDPSGD, epsilon_for, noise_share_std, patient_sampling,
-                                          planned_rounds, privatize_update, rounds_within_budget)
-from fate_components.core.training import TrainConfig, get_parameters
+from fate_components.core.federation.round_loop import SiteData, run_site
+from fate_components.core.learning.model import ModelConfig, build_model
+from fate_components.core.learning.training import TrainConfig, get_parameters
+from fate_components.core.privacy.dp import (
+    DPConfig,
+    PatientDPSGD,
+    epsilon_for,
+    noise_share_std,
+    patient_sampling,
+    planned_rounds,
+    privatize_update,
+    rounds_within_budget,
+)
 
 SMALL = ModelConfig(widths=(8, 16), blocks=(1, 1), groups=4, dropout=0.0)
 

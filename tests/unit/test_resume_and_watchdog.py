@@ -9,9 +9,9 @@ import torch
 from fate_components.components._checkpoints import CheckpointStore
 from fate_components.components._watchdog import FederationWatchdog
 from fate_components.core.errors import ConfigError
-from fate_components.core.federated import SiteData, run_site
-from fate_components.core.model import ModelConfig, build_model
-from fate_components.core.training import TrainConfig, get_parameters
+from fate_components.core.federation.round_loop import SiteData, run_site
+from fate_components.core.learning.model import ModelConfig, build_model
+from fate_components.core.learning.training import TrainConfig, get_parameters
 
 SMALL = ModelConfig(widths=(8, 16), blocks=(1, 1), groups=4, dropout=0.2)
 

@@ -9,13 +9,21 @@ from pydicom.uid import RLELossless
 from scipy.ndimage import maximum_filter
 
 from fate_components.cli import build_parser
-from fate_components.core.candidates import ANNOTATION_COLUMNS, read_annotations, read_candidates
+from fate_components.cli import main as cli_main
+from fate_components.core.data.candidates import ANNOTATION_COLUMNS, read_annotations, read_candidates
+from fate_components.core.data.patch_dataset import PatchDataset, build_patch_dataset
 from fate_components.core.errors import ConfigError
-from fate_components.core.patch_dataset import PatchDataset, build_patch_dataset
-from fate_components.core.sample_data import (HOSPITAL_PROFILES, LUNA16_KINDS, LUNA16_PROFILES, UID_PREFIX,
-                                              _unit_rows, generate_federation, luna16_candidates, main,
-                                              make_patients)
-from fate_components.core.scans import index_scans, read_scan
+from fate_components.core.imaging.scans import index_scans, read_scan
+from fate_components.core.synthetic.sites import (
+    HOSPITAL_PROFILES,
+    LUNA16_KINDS,
+    LUNA16_PROFILES,
+    UID_PREFIX,
+    _unit_rows,
+    generate_federation,
+    luna16_candidates,
+    make_patients,
+)
 
 HOSPITALS = ("hospital_a", "hospital_b", "hospital_c")
 
@@ -144,7 +152,8 @@ def test_a_generated_site_builds_a_patch_dataset(tiny_federation, tmp_path, mode
 
 def test_command_line_writes_the_requested_sites(tmp_path, capsys):
     # Execute
-    code = main(["--out", str(tmp_path), "--size", "tiny", "--seed", "3", "--hospitals", "hospital_b"])
+    code = cli_main(["generate-data", "--out", str(tmp_path), "--size", "tiny", "--seed", "3",
+                     "--hospitals", "hospital_b"])
 
     # Assert
     assert code == 0
@@ -160,7 +169,7 @@ def test_bad_arguments_are_config_errors(tmp_path):
         generate_federation(tmp_path, hospitals=("hospital_z",), split=(1.0,))
     with pytest.raises(ConfigError, match=r"split must give one fraction >= 0 per hospital, summing to 1"):
         generate_federation(tmp_path, hospitals=("hospital_a", "hospital_b"))
-    assert main(["--out", str(tmp_path), "--hospitals", "hospital_q"]) == 2
+    assert cli_main(["generate-data", "--out", str(tmp_path), "--hospitals", "hospital_q"]) == 2
     with pytest.raises(ConfigError, match=r"n_patients must be a whole number of patients >= 1, not -3"):
         generate_federation(tmp_path, size="luna16", n_patients=-3)
 
@@ -367,8 +376,9 @@ def test_luna16_generation_is_deterministic_and_the_count_is_a_knob(luna16_feder
 
 def test_luna16_command_lines_take_a_patient_count(tmp_path, capsys):
     # Execute
-    code = main(["--out", str(tmp_path), "--size", "luna16", "--patients", "1", "--hospitals", "hospital_b"])
-    bad = main(["--out", str(tmp_path / "bad"), "--size", "luna16", "--patients", "0"])
+    code = cli_main(["generate-data", "--out", str(tmp_path), "--size", "luna16", "--patients", "1",
+                     "--hospitals", "hospital_b"])
+    bad = cli_main(["generate-data", "--out", str(tmp_path / "bad"), "--size", "luna16", "--patients", "0"])
     args = build_parser().parse_args(["generate-data", "--out", str(tmp_path), "--size", "luna16", "--patients", "7"])
 
     # Assert

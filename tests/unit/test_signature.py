@@ -1,5 +1,5 @@
-from fate_components.core.model import ModelConfig, build_model
-from fate_components.core.signature import model_signature, signature_mismatch
+from fate_components.core.learning.model import ModelConfig, build_model
+from fate_components.core.learning.signature import model_signature, signature_mismatch
 
 
 def test_identical_models_match():

@@ -3,10 +3,17 @@ import pytest
 import torch
 
 from fate_components.core.errors import ConfigError
-from fate_components.core.federated import SiteData, run_site
-from fate_components.core.model import ModelConfig, build_model
-from fate_components.core.training import (TrainConfig, binary_auc, evaluate, get_parameters, predict_proba,
-                                           set_parameters, train_local)
+from fate_components.core.evaluation.auc import candidate_auc
+from fate_components.core.federation.round_loop import SiteData, run_site
+from fate_components.core.learning.model import ModelConfig, build_model
+from fate_components.core.learning.training import (
+    TrainConfig,
+    evaluate,
+    get_parameters,
+    predict_proba,
+    set_parameters,
+    train_local,
+)
 
 SMALL = ModelConfig(widths=(8, 16), blocks=(1, 1), groups=4, dropout=0.0)
 
@@ -60,8 +67,8 @@ def test_bad_training_options(field, value, message):
 
 
 def test_auc_is_nan_for_a_single_class():
-    assert np.isnan(binary_auc(np.array([1, 1]), np.array([0.2, 0.9])))
-    assert binary_auc(np.array([0, 1]), np.array([0.2, 0.9])) == 1.0
+    assert np.isnan(candidate_auc(np.array([1, 1]), np.array([0.2, 0.9])))
+    assert candidate_auc(np.array([0, 1]), np.array([0.2, 0.9])) == 1.0
 
 
 def test_round_loop_gives_every_site_the_weighted_mean():
@@ -96,7 +103,7 @@ def test_augmentation_keeps_shape_and_content_and_varies():
     # Prepare
     x = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4, 4)
     g = torch.Generator().manual_seed(0)
-    from fate_components.core.training import augment_3d
+    from fate_components.core.learning.training import augment_3d
     # Execute
     outs = [augment_3d(x, g, max_shift=0, jitter=0) for _ in range(20)]
     # Assert: flips and rotations alone keep shape and the multiset of voxel values, not always the identity
@@ -107,7 +114,7 @@ def test_augmentation_keeps_shape_and_content_and_varies():
 
 
 def test_shift_moves_content_and_fills_with_air():
-    from fate_components.core.training import shift_3d
+    from fate_components.core.learning.training import shift_3d
 
     x = torch.rand(1, 1, 6, 6, 6) + 0.5
     out = shift_3d(x, [2, -1, 0])
@@ -117,7 +124,7 @@ def test_shift_moves_content_and_fills_with_air():
 
 
 def test_full_augmentation_shifts_at_most_two_voxels_and_jitters_mildly():
-    from fate_components.core.training import augment_3d
+    from fate_components.core.learning.training import augment_3d
 
     g = torch.Generator().manual_seed(1)
     x = torch.zeros(4, 1, 16, 16, 16)
@@ -189,7 +196,7 @@ def test_server_stops_when_the_sites_say_so():
         def aggregate(self, handle, tag):
             calls.append((handle, tag))
 
-    from fate_components.core.federated import run_server
+    from fate_components.core.federation.round_loop import run_server
     run_server([(r, r) for r in range(10)], Server(), should_continue=lambda h: h < 2)
     assert calls[-1] == (2, "val_loss") and len(calls) == 6
 

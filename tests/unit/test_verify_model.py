@@ -1,7 +1,7 @@
 import torch
 
 from fate_components.cli import main
-from fate_components.core.model import ModelConfig, build_model
+from fate_components.core.learning.model import ModelConfig, build_model
 
 
 def _save(tmp_path, name, model):

@@ -3,8 +3,7 @@ import pytest
 import SimpleITK as sitk
 
 from fate_components.core.errors import ScanReadError
-from fate_components.core.volume import Volume, volume_from_sitk, volume_to_sitk
-
+from fate_components.core.imaging.volume import Volume, volume_from_sitk, volume_to_sitk
 
 
 def rotation(axis: str, degrees: float) -> np.ndarray:

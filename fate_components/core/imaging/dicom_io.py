@@ -18,11 +18,10 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import (UID, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, RLELossless,
-                         generate_uid)
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, RLELossless, generate_uid
 
-from .errors import ScanReadError, WrongModalityError, display_path
-from .volume import Volume
+from fate_components.core.errors import ScanReadError, WrongModalityError, display_path
+from fate_components.core.imaging.volume import Volume
 
 __all__ = ["read_dicom_series", "write_dicom_series", "dicom_series_in", "looks_like_dicom",
            "CT_IMAGE_STORAGE", "TRANSFER_SYNTAX_ALIASES"]

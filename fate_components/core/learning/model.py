@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .errors import ConfigError, reject_unknown_options
+from fate_components.core.errors import ConfigError, reject_unknown_options
 
 __all__ = ["ModelConfig", "ResNet3D", "build_model", "count_parameters"]
 

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .negative_sampling import DEFAULT_NEGATIVES_PER_POSITIVE, EpochSampler, NegativeSampling
+from fate_components.core.data.negative_sampling import DEFAULT_NEGATIVES_PER_POSITIVE, EpochSampler, NegativeSampling
+from fate_components.core.errors import ConfigError
+from fate_components.core.evaluation.auc import candidate_auc
 
 __all__ = ["INFERENCE_PRECISIONS", "TrainConfig", "LocalResult", "augment_3d", "shift_3d", "train_local", "evaluate",
-           "predict_proba", "binary_auc", "get_parameters", "set_parameters"]
+           "predict_proba", "get_parameters", "set_parameters"]
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -186,16 +187,16 @@ INFERENCE_PRECISIONS = ("float32", "bfloat16")
 
 
 @torch.inference_mode()
-def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int = 32,
+def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int = 16,
                   precision: str = "float32") -> np.ndarray:
     """Probabilities of every patch, read one batch at a time (a site's patches are never loaded whole).
 
     Runs a channels-last copy of the model: oneDNN's 3D convolutions are about 1.3x faster on a CPU
-    in that layout; the scores agree with the plain layout to ~1e-7. The copy's ReLUs work in place
-    and batches hold 32 patches: fewer and smaller activation buffers, together about 1.35x on one
-    core (bench/luna16_scale.py measures the rate). precision="bfloat16" runs the
-    convolutions in bfloat16 (CPU autocast): faster again on CPUs with AVX512-BF16 or AMX, scores
-    within ~3e-3 of float32 (bench/luna16_scale.py).
+    in that layout; the scores agree with the plain layout to ~1e-7. Batches of 16 score about
+    1.45x faster than batches of 64 on one core (smaller activations; measured side by side), and
+    the copy's ReLUs work in place, a few percent more (bench/luna16_scale.py measures the rate).
+    precision="bfloat16" runs the convolutions in bfloat16 (CPU autocast): faster again on CPUs
+    with AVX512-BF16 or AMX, scores within ~3e-3 of float32 (bench/luna16_scale.py).
     """
     if precision not in INFERENCE_PRECISIONS:
         raise ConfigError(f"inference precision must be one of {INFERENCE_PRECISIONS}, not {precision!r}")
@@ -212,17 +213,7 @@ def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int = 32,
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC; NaN when only one class is present (AUC is undefined then)."""
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels)
-    if labels.size == 0 or labels.min() == labels.max():
-        return float("nan")
-    return float(roc_auc_score(labels, scores))
-
-
-def evaluate(model: nn.Module, patches: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> dict:
+def evaluate(model: nn.Module, patches: np.ndarray, labels: np.ndarray, batch_size: int = 16) -> dict:
     """Loss, AUC and accuracy at 0.5 on a labelled patch set."""
     if len(patches) == 0:
         return {"loss": float("nan"), "auc": float("nan"), "accuracy": float("nan"), "n": 0}
@@ -230,7 +221,7 @@ def evaluate(model: nn.Module, patches: np.ndarray, labels: np.ndarray, batch_si
     y = np.asarray(labels, dtype=np.float64)
     p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)
     loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    return {"loss": loss, "auc": binary_auc(y, prob), "accuracy": float(np.mean((prob >= 0.5) == (y == 1))),
+    return {"loss": loss, "auc": candidate_auc(y, prob), "accuracy": float(np.mean((prob >= 0.5) == (y == 1))),
             "n": int(len(y))}
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from fate_components.core.errors import ConfigError
 
 __all__ = ["NegativeSampling", "EpochSampler", "DEFAULT_NEGATIVES_PER_POSITIVE", "HARD_POOL_FACTOR"]
 

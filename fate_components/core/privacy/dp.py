@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError, reject_unknown_options
-from .training import LocalResult
+from fate_components.core.errors import ConfigError, reject_unknown_options
+from fate_components.core.learning.training import LocalResult
 
 __all__ = ["DPConfig", "DP_MODES", "epsilon_for", "rounds_within_budget", "planned_rounds", "patient_sampling",
            "PatientDPSGD", "train_local_dp", "privatize_update", "noise_share_std"]

@@ -15,8 +15,8 @@ from numba import types
 from numba.extending import intrinsic
 from scipy.ndimage import map_coordinates
 
-from .errors import ConfigError, CoordinateOutOfVolumeError
-from .volume import Volume
+from fate_components.core.errors import ConfigError, CoordinateOutOfVolumeError
+from fate_components.core.imaging.volume import Volume
 
 __all__ = ["PatchSpec", "extract_patch", "extract_patches", "outside_scan_error", "normalise_hu", "AIR_HU"]
 

@@ -77,7 +77,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import ConfigError
+from fate_components.core.errors import ConfigError
 
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 EXCLUDED_UNKNOWN_DIAMETER_MM = 10.0

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ScanReadError, display_path
-from .volume import Volume, volume_from_sitk, volume_to_sitk
+from fate_components.core.errors import ScanReadError, display_path
+from fate_components.core.imaging.volume import Volume, volume_from_sitk, volume_to_sitk
 
 __all__ = ["read_metaimage", "write_metaimage"]
 

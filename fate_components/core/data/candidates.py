@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .errors import CsvFormatError
+from fate_components.core.errors import CsvFormatError
 
 __all__ = ["Candidate", "Annotation", "read_candidates", "read_annotations", "write_candidates",
            "write_annotations", "CANDIDATE_COLUMNS", "ANNOTATION_COLUMNS"]

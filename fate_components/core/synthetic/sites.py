@@ -32,16 +32,14 @@ scan (144 x 448 x 448, 56 MB of DICOM), hospital_b 0.8 s (90 x 400 x 400, 28 MB 
 hospital_c 1.0 s (72 x 416 x 416, 14 MB DICOM RLE), plus 0.1 s per patient for its spec; the default
 36 patients take 47 s and 1.2 GB.
 
-Command line: ``python -m fate_components.core.sample_data --out DIR --size tiny --seed 0``
+Command line: ``fate-lung generate-data --out DIR --size tiny --seed 0``
 (``--size luna16 --patients N`` for N LUNA16-like patients)
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import shutil
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -52,15 +50,21 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
-from .candidates import ANNOTATION_COLUMNS, Annotation, Candidate, write_annotations, write_candidates
-from .dicom_io import write_dicom_series
-from .errors import ConfigError
-from .metaimage_io import write_metaimage
-from .volume import Volume
+from fate_components.core.data.candidates import (
+    ANNOTATION_COLUMNS,
+    Annotation,
+    Candidate,
+    write_annotations,
+    write_candidates,
+)
+from fate_components.core.errors import ConfigError
+from fate_components.core.imaging.dicom_io import write_dicom_series
+from fate_components.core.imaging.metaimage_io import write_metaimage
+from fate_components.core.imaging.volume import Volume
 
 __all__ = ["ScannerProfile", "SizeSpec", "HOSPITAL_PROFILES", "LUNA16_PROFILES", "SIZES", "LUNA16_KINDS",
            "PatientSpec", "Fissure", "make_patients", "render_patient", "luna16_candidates", "generate_site",
-           "generate_federation", "main"]
+           "generate_federation"]
 
 logger = logging.getLogger(__name__)
 
@@ -1178,41 +1182,3 @@ def generate_federation(out_root: Path, *, size: str = "tiny", seed: int = 0,
         sites[hospital] = site_dir
         start += count
     return sites
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fate_components.core.sample_data",
-                                     description="Generate synthetic LUNA16-style chest-CT sites.")
-    parser.add_argument("--out", required=True, type=Path, help="output folder; one sub-folder per hospital")
-    parser.add_argument("--size", default="tiny", choices=sorted(SIZES))
-    parser.add_argument("--seed", default=0, type=int)
-    parser.add_argument("--patients", default=None, type=int, metavar="N",
-                        help="number of patients over all hospitals (default: the size's own)")
-    parser.add_argument("--hospitals", default=",".join(HOSPITAL_PROFILES),
-                        help="comma-separated hospitals (default: all three)")
-    parser.add_argument("--split", default=None,
-                        help="comma-separated patient fractions per hospital (default 0.4,0.3,0.3 or equal)")
-    args = parser.parse_args(argv)
-    hospitals = [h.strip() for h in args.hospitals.split(",") if h.strip()]
-    if args.split:
-        split = [float(f) for f in args.split.split(",")]
-    elif len(hospitals) == 3:
-        split = [0.4, 0.3, 0.3]
-    else:
-        split = [1.0 / len(hospitals)] * len(hospitals)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    t0 = time.perf_counter()
-    try:
-        sites = generate_federation(args.out, size=args.size, seed=args.seed, hospitals=hospitals, split=split,
-                                    n_patients=args.patients)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for hospital, site in sites.items():
-        print(f"{hospital}: {site}")
-    print(f"generated {len(sites)} site(s) in {time.perf_counter() - t0:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

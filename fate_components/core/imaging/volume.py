@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ScanReadError
+from fate_components.core.errors import ScanReadError
 
 __all__ = ["Volume", "volume_from_sitk", "volume_to_sitk"]
 

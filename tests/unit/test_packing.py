@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from fate_components.core.errors import ConfigError
-from fate_components.core.fixed_point import PackingSpec, decode_sum, encode_weighted, pack, unpack
+from fate_components.secure_agg.packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
 
 SPEC = PackingSpec()
 

@@ -21,12 +21,11 @@ from typing import Callable
 
 import numpy as np
 
-from .candidates import Candidate, read_annotations, read_candidates
-from .errors import (ConfigError, LungError, MissingScanError, ScanReadError,
-                     display_path)
-from .patch_file import PatchFile
-from .patches import PatchSpec, extract_patches, outside_scan_error
-from .scans import index_scans, read_scan
+from fate_components.core.data.candidates import Candidate, read_annotations, read_candidates
+from fate_components.core.data.patch_file import PatchFile
+from fate_components.core.errors import ConfigError, LungError, MissingScanError, ScanReadError, display_path
+from fate_components.core.imaging.patches import PatchSpec, extract_patches, outside_scan_error
+from fate_components.core.imaging.scans import index_scans, read_scan
 
 __all__ = ["ReadReport", "PatchRecord", "PatchDataset", "build_patch_dataset", "patient_split",
            "FORMAT_VERSION"]

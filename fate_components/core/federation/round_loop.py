@@ -16,11 +16,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .negative_sampling import EpochSampler
-from .patch_file import RowView
-from .privacy import DPConfig, PatientDPSGD, epsilon_for, privatize_update, secret_generator, train_local_dp
-from .training import TrainConfig, augment_3d, evaluate, get_parameters, predict_proba, set_parameters, train_local
+from fate_components.core.data.negative_sampling import EpochSampler
+from fate_components.core.data.patch_file import RowView
+from fate_components.core.errors import ConfigError
+from fate_components.core.learning.training import (
+    TrainConfig,
+    augment_3d,
+    evaluate,
+    get_parameters,
+    predict_proba,
+    set_parameters,
+    train_local,
+)
+from fate_components.core.privacy.dp import (
+    DPConfig,
+    PatientDPSGD,
+    epsilon_for,
+    privatize_update,
+    secret_generator,
+    train_local_dp,
+)
 
 __all__ = ["UpdateAggregator", "AggregationServer", "SiteData", "RoundReport", "run_site", "run_server"]
 

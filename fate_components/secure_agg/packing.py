@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from fate_components.core.errors import ConfigError
 
 __all__ = ["PackingSpec", "encode_weighted", "pack", "unpack", "decode_sum"]
 

@@ -9,10 +9,17 @@ import csv
 import math
 from pathlib import Path
 
-from .candidates import csv_rows, read_annotations
-from .errors import CsvFormatError
-from .froc import (FP_RATES, MAX_MARKS_PER_SCAN, Finding, Scored, bootstrap_from_match, froc_from_match,
-                   match_scans)
+from fate_components.core.data.candidates import csv_rows, read_annotations
+from fate_components.core.errors import CsvFormatError
+from fate_components.core.evaluation.froc import (
+    FP_RATES,
+    MAX_MARKS_PER_SCAN,
+    Finding,
+    Scored,
+    bootstrap_from_match,
+    froc_from_match,
+    match_scans,
+)
 
 SUBMISSION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
 

@@ -6,10 +6,10 @@ import logging
 import os
 from pathlib import Path
 
-from .dicom_io import dicom_series_in, looks_like_dicom, read_dicom_series
-from .errors import LungError, MissingScanError, ScanReadError, display_path
-from .metaimage_io import read_metaimage
-from .volume import Volume
+from fate_components.core.errors import LungError, MissingScanError, ScanReadError, display_path
+from fate_components.core.imaging.dicom_io import dicom_series_in, looks_like_dicom, read_dicom_series
+from fate_components.core.imaging.metaimage_io import read_metaimage
+from fate_components.core.imaging.volume import Volume
 
 __all__ = ["index_scans", "read_scan", "SCANS_DIR"]
 

@@ -1,0 +1,1 @@
+"""LUNA16's official FROC/CPM, candidate-level AUC, and reading submissions."""

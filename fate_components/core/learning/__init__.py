@@ -1,0 +1,1 @@
+"""The 3D ResNet, local training and prediction, and model signatures."""

@@ -1,0 +1,1 @@
+"""Differential privacy: patient-level DP-SGD (Opacus) and hospital-level DP-FedAvg."""

@@ -1,0 +1,1 @@
+"""Synthetic LUNA16-style hospitals for the demo, tests and benchmarks (`fate-lung generate-data`)."""
