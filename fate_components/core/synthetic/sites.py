@@ -44,7 +44,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -645,7 +645,11 @@ def _random_lung_point(rng: np.random.Generator, lungs, z_range, depth: tuple[fl
 
 
 def _make_luna16_patient(index: int, size: SizeSpec, seed: int) -> PatientSpec:
-    """A luna16 patient: a mid-chest slab of `size.z_extent_mm` through full-height lungs (world mm)."""
+    """A luna16 patient: a mid-chest slab of `size.z_extent_mm` through full-height lungs (world mm).
+
+    Every part draws from one stream in a fixed order (lungs, trees, fissures, nodules, findings, readers'
+    marks), so patient i is the same for any patient count.
+    """
     rng = np.random.default_rng([seed, index, 0x16])
     fov, zext = float(rng.uniform(*_LUNA16_FOV_MM)), size.z_extent_mm
     center_xy = rng.uniform(-12, 12, 2)
@@ -659,9 +663,29 @@ def _make_luna16_patient(index: int, size: SizeSpec, seed: int) -> PatientSpec:
         axes = np.array([0.15 * fov, 0.24 * fov, 1.0]) * rng.uniform(0.9, 1.0, 3)
         axes[2] = rng.uniform(120, 140)   # lungs 24-28 cm high, of which the slab shows the middle
         lungs.append((centre, axes))
-
-    segments, bifurcations, airways = [], [], []
     carina = np.array([center_xy[0], center_xy[1] + 0.05 * fov, lung_z + 30 + rng.uniform(-5, 5)])
+    segments, bifurcations, airways = _luna16_trees(rng, lungs, carina, zext)
+    fissures = _luna16_fissures(rng, lungs)
+    z_range = (z0, z0 + zext)
+    nodules = _luna16_nodules(rng, lungs, z_range, index, seed)
+    spots, scars, findings = _luna16_findings(rng, lungs, z_range, nodules, bifurcations)
+    excluded = []
+    for point, diameter in findings:
+        for _ in range(_pick(rng, _LUNA16_READERS)):
+            mark = point + rng.normal(0, 0.6, 3)
+            excluded.append([*mark, -1.0 if diameter < 0 else min(2.9, diameter * rng.uniform(0.85, 1.1))])
+    return PatientSpec(index=index, seriesuid=_uid(rng), center_xy=center_xy, z0=z0, fov_mm=fov, z_extent_mm=zext,
+                       body_axes=body_axes, fat_mm=fat_mm, lungs=lungs,
+                       segments=np.array(segments).reshape(-1, 7), bifurcations=np.array(bifurcations).reshape(-1, 3),
+                       nodules=nodules, spots=np.array(spots).reshape(-1, 5), seed=int(rng.integers(0, 2**31)),
+                       anatomy="luna16", airways=np.array(airways).reshape(-1, 8),
+                       scars=np.array(scars).reshape(-1, 8), fissures=fissures,
+                       excluded=np.round(np.array(excluded).reshape(-1, 4), 2))
+
+
+def _luna16_trees(rng: np.random.Generator, lungs: list, carina: np.ndarray, zext: float) -> tuple[list, list, list]:
+    """(vessel segments, bifurcations, airways) of both lungs: a vessel tree from each hilum, bronchi beside it."""
+    segments, bifurcations, airways = [], [], []
     airways.append([*carina, *(carina + [0, 0, zext + 60]), 9.0, 7.5])   # trachea, up out of the slab
     for side, lung in zip((-1, 1), lungs):
         centre, axes = lung
@@ -675,7 +699,10 @@ def _make_luna16_patient(index: int, size: SizeSpec, seed: int) -> PatientSpec:
         s, _ = _grow_tree(rng, lung, bronchus, roots=int(rng.integers(3, 5)), radius=(4.5, 5.5), step=(6.0, 9.0),
                           shrink=0.9, branch=0.45, min_radius=1.1, max_segments=250)
         airways += [[*a[:6], a[6], a[6] - max(0.5, 0.2 * a[6])] for a in s]
+    return segments, bifurcations, airways
 
+
+def _luna16_fissures(rng: np.random.Generator, lungs: list) -> list[Fissure]:
     fissures = []
     for n, (side, (centre, axes)) in enumerate(zip((-1, 1), lungs)):
         fissures.append(Fissure(n, "oblique", float(centre[0]), float(centre[1] + rng.uniform(0, 0.2) * axes[1]),
@@ -685,32 +712,41 @@ def _make_luna16_patient(index: int, size: SizeSpec, seed: int) -> PatientSpec:
             fissures.append(Fissure(n, "horizontal", float(centre[0]), float(centre[1]),
                                     float(centre[2] + rng.uniform(15, 45)), float(rng.uniform(-0.12, 0.12)),
                                     float(rng.uniform(-0.08, 0.08))))
+    return fissures
 
-    z_range = (z0, z0 + zext)
-    nodules: list[Nodule] = []
+
+def _luna16_nodules(rng: np.random.Generator, lungs: list, z_range: tuple[float, float], index: int,
+                    seed: int) -> list[Nodule]:
     # Diameters 3 + Exp(5.5 mm), capped at 30 mm: ~42% under 6 mm, median ~7 mm, as LUNA16's. The
     # quantiles come from a golden-ratio sequence over the patients (offset by the seed), so that even a
     # few dozen patients follow the distribution closely, and patient i is the same for any count.
+    nodules: list[Nodule] = []
     offset = float(np.random.default_rng([seed, 0xD1]).random())
     for k in range(_pick(rng, _LUNA16_NODULES)):
         quantile = (offset + (2 * index + k) * 0.6180339887498949) % 1.0
         diameter = float(min(30.0, 3.0 - 5.5 * np.log1p(-quantile)))
         _add_nodule(rng, lungs, z_range, diameter, nodules)
-    away = [(n.center, n.diameter_mm / 2 + 8) for n in nodules]
+    return nodules
 
-    spots, findings = [], []   # findings: (xyz, diameter or -1) that radiologists marked but LUNA16 excludes
+
+def _luna16_findings(rng: np.random.Generator, lungs: list, z_range: tuple[float, float], nodules: list[Nodule],
+                     bifurcations: list) -> tuple[list, list, list]:
+    """(spots, scars, findings): calcifications, micronodules and scars away from the nodules, and the findings
+    (xyz, diameter or -1) that radiologists marked but LUNA16 excludes, some vessels among them."""
+    z0, z1 = z_range
+    away = [(n.center, n.diameter_mm / 2 + 8) for n in nodules]
+    spots, findings = [], []
     for hu, radius_range, count in ((380.0, (1.0, 2.0), int(rng.integers(2, 7))),
                                     (None, (0.75, 1.4), int(rng.integers(5, 13)))):
         for _ in range(count):
-            found = _random_lung_point(rng, lungs, (z0 + 8, z0 + zext - 8), (4, np.inf), away)
+            found = _random_lung_point(rng, lungs, (z0 + 8, z1 - 8), (4, np.inf), away)
             if found is not None:
                 r = float(rng.uniform(*radius_range))
                 spots.append([*found[1], r, hu if hu is not None else rng.uniform(0, 60)])
                 findings.append((found[1], -1.0 if hu is not None else 2 * r))   # micronodule: its diameter
-
     scars = []   # stellate subpleural scars: 3-5 spokes from a centre
     for scar_id in range(int(rng.integers(3, 9))):
-        found = _random_lung_point(rng, lungs, (z0 + 10, z0 + zext - 10), (4, 18), away)
+        found = _random_lung_point(rng, lungs, (z0 + 10, z1 - 10), (4, 18), away)
         if found is None:
             continue
         point = found[1]
@@ -718,22 +754,10 @@ def _make_luna16_patient(index: int, size: SizeSpec, seed: int) -> PatientSpec:
             end = point + _unit(rng.normal(0, 1, 3)) * rng.uniform(3, 8)
             scars.append([*point, *end, rng.uniform(0.6, 1.2), scar_id])
         findings.append((point, -1.0))
-    in_slab = [b for b in bifurcations if z0 + 10 <= b[2] <= z0 + zext - 10]
+    in_slab = [b for b in bifurcations if z0 + 10 <= b[2] <= z1 - 10]
     for n in rng.choice(len(in_slab), size=min(len(in_slab), int(rng.integers(2, 6))), replace=False):
         findings.append((in_slab[n], -1.0))   # a vessel some reader took for a possible nodule
-
-    excluded = []
-    for point, diameter in findings:
-        for _ in range(_pick(rng, _LUNA16_READERS)):
-            mark = point + rng.normal(0, 0.6, 3)
-            excluded.append([*mark, -1.0 if diameter < 0 else min(2.9, diameter * rng.uniform(0.85, 1.1))])
-    return PatientSpec(index=index, seriesuid=_uid(rng), center_xy=center_xy, z0=z0, fov_mm=fov, z_extent_mm=zext,
-                       body_axes=body_axes, fat_mm=fat_mm, lungs=lungs,
-                       segments=np.array(segments).reshape(-1, 7), bifurcations=np.array(bifurcations).reshape(-1, 3),
-                       nodules=nodules, spots=np.array(spots).reshape(-1, 5), seed=int(rng.integers(0, 2**31)),
-                       anatomy="luna16", airways=np.array(airways).reshape(-1, 8),
-                       scars=np.array(scars).reshape(-1, 8), fissures=fissures,
-                       excluded=np.round(np.array(excluded).reshape(-1, 4), 2))
+    return spots, scars, findings
 
 
 def _paint_tubes(hu: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np.ndarray], segments: np.ndarray,
@@ -938,137 +962,159 @@ def luna16_candidates(patient: PatientSpec) -> list[tuple[np.ndarray, int, str]]
     """
     if patient.anatomy != "luna16":
         raise ConfigError(f"luna16_candidates needs a luna16 patient, not a {patient.anatomy!r} one")
-    rng = np.random.default_rng([patient.seed, 0xCA])
-    half = patient.fov_mm / 2 - _MARGIN_MM
-    lo = np.array([patient.center_xy[0] - half, patient.center_xy[1] - half, patient.z0 + _MARGIN_MM])
-    hi = np.array([patient.center_xy[0] + half, patient.center_xy[1] + half,
-                   patient.z0 + patient.z_extent_mm - _MARGIN_MM])
-    lungs = patient.lungs
-
-    def usable(points: np.ndarray, depth: float | None = 1.0) -> np.ndarray:
-        ok = np.all((points >= lo) & (points <= hi), axis=1)
-        for n in patient.nodules:
-            ok &= np.linalg.norm(points - n.center, axis=1) > n.diameter_mm / 2 + 3
-        if depth is not None:
-            ok &= _lung_depths(points, lungs) >= depth
-        return ok
-
+    rng = np.random.default_rng([patient.seed, 0xCA])   # one stream, drawn in a fixed order: same seed, same list
+    detector = _Luna16Detector(patient, rng)
     rows: list[tuple[np.ndarray, int, str]] = []
     for nodule in patient.nodules:
         radius = nodule.diameter_mm / 2
         for _ in range(_pick(rng, _LUNA16_HITS)):
             rows.append((nodule.center + _unit(rng.normal(0, 1, 3)) * rng.uniform(0, 0.35 * radius), 1, "nodule"))
-
     n_negatives = int(rng.integers(_LUNA16_NEGATIVES[0], _LUNA16_NEGATIVES[1] + 1))
-    negatives: list[tuple[np.ndarray, str]] = []
-    for spot in patient.spots:
-        kind = "calcification" if spot[4] > 300 else "micronodule"
-        points = spot[:3] + rng.normal(0, 0.4, (int(rng.integers(1, 3)), 3))
-        negatives += [(p, kind) for p in points[usable(points)]]
+    negatives = detector.on_spots()
+    negatives += detector.on_structures(n_negatives)
+    negatives += detector.in_parenchyma(n_negatives - len(negatives))
+    rows += [(p, 0, kind) for p, kind in negatives[:n_negatives]]
+    order = rng.permutation(len(rows))
+    return [(np.round(rows[n][0], 2), rows[n][1], rows[n][2]) for n in order]
 
-    segments, airways, scars = patient.segments, patient.airways, patient.scars
-    direction = _unit_rows(segments[:, 3:6] - segments[:, :3])
-    vertical = segments[np.abs(direction[:, 2]) > 0.8]
-    fissures = patient.fissures
-    oblique = {f.lung: f for f in fissures if f.kind == "oblique"}
 
-    def pleura(n: int) -> np.ndarray:
-        which = rng.integers(len(lungs), size=n)
-        centre, axes = np.array([lungs[k][0] for k in which]), np.array([lungs[k][1] for k in which])
-        u = _unit_rows(rng.normal(0, 1, (n, 3)))
+class _Luna16Detector:
+    """Where a CAD detector's false positives fall in one luna16 patient: one proposer per kind of structure.
+
+    Every proposer draws from the patient's one candidate stream, so the order of calls is part of the output.
+    """
+
+    def __init__(self, patient: PatientSpec, rng: np.random.Generator) -> None:
+        self.patient, self.rng = patient, rng
+        half = patient.fov_mm / 2 - _MARGIN_MM
+        self.lo = np.array([patient.center_xy[0] - half, patient.center_xy[1] - half, patient.z0 + _MARGIN_MM])
+        self.hi = np.array([patient.center_xy[0] + half, patient.center_xy[1] + half,
+                            patient.z0 + patient.z_extent_mm - _MARGIN_MM])
+        self.lungs = patient.lungs
+        self.segments, self.airways, self.scars = patient.segments, patient.airways, patient.scars
+        self.fissures = patient.fissures
+        self.oblique = {f.lung: f for f in self.fissures if f.kind == "oblique"}
+        tubes = np.concatenate([self.segments[:, :7], self.airways[:, :7], self.scars[:, :7]])
+        samples = [_segment_points(tubes, np.full(len(tubes), t)) for t in np.linspace(0, 1, 9)]
+        self.samples, self.sample_r = np.concatenate(samples), np.concatenate([tubes[:, 6]] * 9)
+        self.tree = cKDTree(self.samples)
+
+    def usable(self, points: np.ndarray, depth: float | None = 1.0) -> np.ndarray:
+        """Inside the scanned volume, clear of every nodule by 3 mm, and at least `depth` mm inside a lung."""
+        ok = np.all((points >= self.lo) & (points <= self.hi), axis=1)
+        for n in self.patient.nodules:
+            ok &= np.linalg.norm(points - n.center, axis=1) > n.diameter_mm / 2 + 3
+        if depth is not None:
+            ok &= _lung_depths(points, self.lungs) >= depth
+        return ok
+
+    def on_spots(self) -> list[tuple[np.ndarray, str]]:
+        negatives = []
+        for spot in self.patient.spots:
+            kind = "calcification" if spot[4] > 300 else "micronodule"
+            points = spot[:3] + self.rng.normal(0, 0.4, (int(self.rng.integers(1, 3)), 3))
+            negatives += [(p, kind) for p in points[self.usable(points)]]
+        return negatives
+
+    def on_structures(self, n_negatives: int) -> list[tuple[np.ndarray, str]]:
+        """Each kind's share of `n_negatives` (_LUNA16_SHARES), in a fixed order of kinds."""
+        direction = _unit_rows(self.segments[:, 3:6] - self.segments[:, :3])
+        vertical = self.segments[np.abs(direction[:, 2]) > 0.8]
+        # Points must lie in the lung (depth >= 1 mm) but for pleura (+-2 mm of it) and fissures (>= 2 mm).
+        proposers = {"bifurcation": (self._finite(self.patient.bifurcations, 0.7), 1.0),
+                     "crossing": (self._finite(_crossing_points(self.segments), 0.7), 1.0),
+                     "end_on": (lambda n: self._along(vertical, n, 0.4), 1.0),
+                     "airway_wall": (self._airway_wall, 1.0),
+                     "pleura": (self._pleura, None),
+                     "fissure": (self._fissure, 2.0),
+                     "scar": (lambda n: self._along(self.scars, n, 0.4), 1.0)}
+        negatives = []
+        for kind, (propose, depth) in proposers.items():
+            got, want = 0, int(round(_LUNA16_SHARES[kind] * n_negatives))
+            for _ in range(8):
+                if got >= want:
+                    break
+                points = propose(2 * (want - got) + 8)
+                points = points[np.all(np.isfinite(points), axis=1)]
+                points = points[self.usable(points, depth)][: want - got]
+                negatives += [(p, kind) for p in points]
+                got += len(points)
+        return negatives
+
+    def in_parenchyma(self, wanted: int) -> list[tuple[np.ndarray, str]]:
+        """"noise": at least 3 mm inside a lung and clear of every tube and fissure, up to `wanted` points."""
+        negatives: list[tuple[np.ndarray, str]] = []
+        for _ in range(50):
+            if len(negatives) >= wanted:
+                break
+            points = self._noise(4 * (wanted - len(negatives)) + 16)
+            points = points[self.usable(points, 3.0)]
+            points = points[self._clear(points)][: wanted - len(negatives)]
+            negatives += [(p, "noise") for p in points]
+        return negatives
+
+    def _pleura(self, n: int) -> np.ndarray:
+        which = self.rng.integers(len(self.lungs), size=n)
+        centre = np.array([self.lungs[k][0] for k in which])
+        axes = np.array([self.lungs[k][1] for k in which])
+        u = _unit_rows(self.rng.normal(0, 1, (n, 3)))
         normal = _unit_rows(u / axes)
-        return centre + u * axes + normal * rng.uniform(-2.0, 1.0, (n, 1))   # on the pleura, +-2 mm
+        return centre + u * axes + normal * self.rng.uniform(-2.0, 1.0, (n, 1))   # on the pleura, +-2 mm
 
-    def fissure(n: int) -> np.ndarray:
+    def _fissure(self, n: int) -> np.ndarray:
         points = np.zeros((n, 3))
-        for k, sheet in enumerate(fissures[i] for i in rng.integers(len(fissures), size=n)):
-            centre, axes = lungs[sheet.lung]
-            point = centre + rng.uniform(-1, 1, 3) * axes
-            point[2] = rng.uniform(lo[2], hi[2]) if sheet.axis == 1 else point[2]
-            point[sheet.axis] = sheet.level(*point) + rng.normal(0, 0.3)
-            if sheet.kind == "horizontal" and not np.isfinite(sheet.distance(point[None], oblique[sheet.lung])[0]):
+        for k, sheet in enumerate(self.fissures[i] for i in self.rng.integers(len(self.fissures), size=n)):
+            centre, axes = self.lungs[sheet.lung]
+            point = centre + self.rng.uniform(-1, 1, 3) * axes
+            point[2] = self.rng.uniform(self.lo[2], self.hi[2]) if sheet.axis == 1 else point[2]
+            point[sheet.axis] = sheet.level(*point) + self.rng.normal(0, 0.3)
+            if sheet.kind == "horizontal" and not np.isfinite(sheet.distance(point[None], self.oblique[sheet.lung])[0]):
                 point[:] = np.nan   # no horizontal fissure behind the oblique one
             points[k] = point
         return points
 
-    tubes = np.concatenate([segments[:, :7], airways[:, :7], scars[:, :7]])
-    samples, sample_r = [], []
-    for t in np.linspace(0, 1, 9):
-        samples.append(_segment_points(tubes, np.full(len(tubes), t)))
-        sample_r.append(tubes[:, 6])
-    samples, sample_r = np.concatenate(samples), np.concatenate(sample_r)
-    tree = cKDTree(samples)
-
-    def clear(points: np.ndarray) -> np.ndarray:
+    def _clear(self, points: np.ndarray) -> np.ndarray:
         """Parenchyma: clear of tubes (by 2 mm) and fissures (by 3 mm)."""
         ok = np.ones(len(points), dtype=bool)
-        dist, idx = tree.query(points, k=16)
-        ok &= np.all(dist > sample_r[np.minimum(idx, len(samples) - 1)] + 2.0, axis=1)
-        for sheet in fissures:
-            ok &= ~(np.abs(sheet.distance(points, oblique[sheet.lung])) < 3.0)
+        dist, idx = self.tree.query(points, k=16)
+        ok &= np.all(dist > self.sample_r[np.minimum(idx, len(self.samples) - 1)] + 2.0, axis=1)
+        for sheet in self.fissures:
+            ok &= ~(np.abs(sheet.distance(points, self.oblique[sheet.lung])) < 3.0)
         return ok
 
-    def along(tubes_: np.ndarray, n: int, jitter: float) -> np.ndarray:
-        if not len(tubes_):
+    def _along(self, tubes: np.ndarray, n: int, jitter: float) -> np.ndarray:
+        if not len(tubes):
             return np.zeros((0, 3))
-        chosen = tubes_[rng.integers(len(tubes_), size=n)]
-        return _segment_points(chosen, rng.uniform(0.15, 0.85, n)) + rng.normal(0, jitter, (n, 3))
+        chosen = tubes[self.rng.integers(len(tubes), size=n)]
+        return _segment_points(chosen, self.rng.uniform(0.15, 0.85, n)) + self.rng.normal(0, jitter, (n, 3))
 
-    def airway_wall(n: int) -> np.ndarray:
+    def _airway_wall(self, n: int) -> np.ndarray:
+        airways = self.airways
         if not len(airways):
             return np.zeros((0, 3))
         weights = airways[:, 6] ** 2   # the larger airways, whose walls a detector sees
-        chosen = airways[rng.choice(len(airways), size=n, p=weights / weights.sum())]
-        axis = _segment_points(chosen, rng.uniform(0, 1, n))
-        return axis + _perpendicular(rng, chosen[:, 3:6] - chosen[:, :3]) * ((chosen[:, 6] + chosen[:, 7]) / 2)[:, None]
+        chosen = airways[self.rng.choice(len(airways), size=n, p=weights / weights.sum())]
+        axis = _segment_points(chosen, self.rng.uniform(0, 1, n))
+        wall = ((chosen[:, 6] + chosen[:, 7]) / 2)[:, None]
+        return axis + _perpendicular(self.rng, chosen[:, 3:6] - chosen[:, :3]) * wall
 
-    def finite(pool: np.ndarray, jitter: float):
-        order = rng.permutation(len(pool))
+    def _finite(self, pool: np.ndarray, jitter: float) -> Callable[[int], np.ndarray]:
+        """Each structure of `pool` once, then again (a second detector's hit), in an order drawn now."""
+        order = self.rng.permutation(len(pool))
         state = {"next": 0}
 
-        def draw(n: int) -> np.ndarray:   # each structure once, then again (a second detector's hit)
+        def draw(n: int) -> np.ndarray:
             if not len(pool):
                 return np.zeros((0, 3))
             idx = order[(state["next"] + np.arange(n)) % len(pool)]
             state["next"] += n
-            return pool[idx] + rng.normal(0, jitter, (n, 3))
+            return pool[idx] + self.rng.normal(0, jitter, (n, 3))
         return draw
 
-    def noise(n: int) -> np.ndarray:
-        which = rng.integers(len(lungs), size=n)
-        return (np.array([lungs[k][0] for k in which])
-                + rng.uniform(-1, 1, (n, 3)) * np.array([lungs[k][1] for k in which]))
-
-    # Points must lie in the lung (depth >= 1 mm) but for pleura (+-2 mm of it) and noise (>= 3 mm).
-    proposers = {"bifurcation": (finite(patient.bifurcations, 0.7), 1.0),
-                 "crossing": (finite(_crossing_points(segments), 0.7), 1.0),
-                 "end_on": (lambda n: along(vertical, n, 0.4), 1.0),
-                 "airway_wall": (airway_wall, 1.0),
-                 "pleura": (pleura, None),
-                 "fissure": (fissure, 2.0),
-                 "scar": (lambda n: along(scars, n, 0.4), 1.0)}
-    targets = {kind: int(round(share * n_negatives)) for kind, share in _LUNA16_SHARES.items()}
-    for kind, (propose, depth) in proposers.items():
-        got, want = 0, targets[kind]
-        for _ in range(8):
-            if got >= want:
-                break
-            points = propose(2 * (want - got) + 8)
-            points = points[np.all(np.isfinite(points), axis=1)]
-            points = points[usable(points, depth)][: want - got]
-            negatives += [(p, kind) for p in points]
-            got += len(points)
-    for _ in range(50):
-        if len(negatives) >= n_negatives:
-            break
-        points = noise(4 * (n_negatives - len(negatives)) + 16)
-        points = points[usable(points, 3.0)]
-        points = points[clear(points)][: n_negatives - len(negatives)]
-        negatives += [(p, "noise") for p in points]
-
-    rows += [(p, 0, kind) for p, kind in negatives[:n_negatives]]
-    order = rng.permutation(len(rows))
-    return [(np.round(rows[n][0], 2), rows[n][1], rows[n][2]) for n in order]
+    def _noise(self, n: int) -> np.ndarray:
+        which = self.rng.integers(len(self.lungs), size=n)
+        return (np.array([self.lungs[k][0] for k in which])
+                + self.rng.uniform(-1, 1, (n, 3)) * np.array([self.lungs[k][1] for k in which]))
 
 
 def _write_excluded(path: Path, rows: list[tuple[str, np.ndarray]]) -> None:
