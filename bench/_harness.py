@@ -47,17 +47,23 @@ def standalone_federation(work: Path, size: str, seed: int = 0, n_patients: int 
 
 def run_job(fed: Federation, trainer: dict, timeout_s: float = 7200) -> str:
     """Run the main job (dsl/lung.json) with these trainer parameters on top of the conf's; returns the job id."""
-    from fate_components.ops import runner
-    from fate_components.ops.jobs import compile_dag, load_json
-
     conf = copy.deepcopy(fed.conf)
     conf["parameters"]["common"]["trainer"].update(trainer)
-    job = runner.submit(fed.client, compile_dag(load_json(ROOT / "dsl" / "lung.json"), conf))
-    status = runner.wait(fed.client, job["job_id"], timeout_s=timeout_s, printer=lambda _: None)
-    if status != "success":
-        raise RuntimeError(f"job {job['job_id']} {status}: "
-                           f"{runner.failure_reason(fed.client, job['job_id'], Path(fed.server.home))}")
-    return job["job_id"]
+    return run_conf(fed, conf, timeout_s)
+
+
+def run_conf(fed: Federation, conf: dict, timeout_s: float = 7200) -> str:
+    """Run the main job (dsl/lung.json) of `conf` on the federation's FATE-Flow, silently; returns the job id."""
+    from fate_components.ops.jobs import compile_dag, load_json, parse_sites
+    from fate_components.ops.runner import SiteEndpoints, submit_and_follow
+
+    sites = parse_sites(conf)
+    outcome = submit_and_follow(SiteEndpoints.standalone(fed.client, Path(fed.server.home), sites),
+                                compile_dag(load_json(ROOT / "dsl" / "lung.json"), conf), sites, timeout_s=timeout_s,
+                                printer=None)
+    if not outcome.ok:
+        raise RuntimeError(f"job {outcome.job_id} {outcome.status}: {outcome.reason}")
+    return outcome.job_id
 
 
 def model_dir(fed: Federation, job_id: str, site) -> Path:

@@ -19,21 +19,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _harness import ROOT, history, standalone_federation
+from _harness import history, run_conf, standalone_federation
 
 
 def _two_site_job(fed, trainer: dict) -> str:
-    from fate_components.ops import runner
-    from fate_components.ops.jobs import compile_dag, load_json
-
     conf = copy.deepcopy(fed.conf)
     conf["sites"].pop("hospital_c")
     conf["parameters"]["common"]["trainer"].update(trainer)
-    job = runner.submit(fed.client, compile_dag(load_json(ROOT / "dsl" / "lung.json"), conf))
-    status = runner.wait(fed.client, job["job_id"], timeout_s=3600, printer=lambda _: None)
-    if status != "success":
-        raise RuntimeError(runner.failure_reason(fed.client, job["job_id"], Path(fed.server.home)))
-    return job["job_id"]
+    return run_conf(fed, conf, timeout_s=3600)
 
 
 def _bare_epochs(patches: np.ndarray, labels: np.ndarray, model_options: dict, seed: int, batch_size: int,

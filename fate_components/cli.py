@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 from fate_components.core.errors import LungError
-
-PROJECT_HOME = Path(os.environ.get("FATE_LUNG_HOME", ".fate-lung"))
+from fate_components.ops.workspace import Workspace
 
 
 def _flow_home(args) -> Path:
-    return Path(args.home).resolve() if args.home else (PROJECT_HOME / "flow").resolve()
+    return Workspace.from_env().flow_home(args.home)
 
 
 def _client(args):
@@ -26,7 +24,7 @@ def _client(args):
     if getattr(args, "port", None):
         return FlowClient(ip=args.ip, port=args.port, version="v2"), None
     home = _flow_home(args)
-    server = flow_server.load_state(home)
+    server = flow_server.recorded_server(home)
     if server is None or not server.is_alive():
         raise LungError(f"no FATE-Flow running in {home}; start one with `fate-lung server start --home {home}` "
                         f"or pass --ip/--port of an existing server")
@@ -44,7 +42,7 @@ def cmd_server(args) -> int:
     elif args.action == "stop":
         print("stopped" if flow_server.stop(home) else f"no FATE-Flow was running in {home}")
     else:
-        server = flow_server.load_state(home)
+        server = flow_server.recorded_server(home)
         alive = server is not None and server.is_alive()
         print(f"running: {server.address} (pid {server.pid})" if alive else f"not running (home {home})")
         return 0 if alive else 1
@@ -111,31 +109,26 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _print_submitted(job: dict) -> None:
+    print(f"submitted job {job['job_id']} (model_id {job.get('model_id')}, model_version {job.get('model_version')})")
+
+
 def cmd_submit(args) -> int:
-    dag, conf = _compile(args)
-    client, home = _client(args)
-    return run_job(client, home, dag, conf, wait=not args.no_wait, timeout_s=args.timeout)
-
-
-def run_job(client, home, dag: dict, conf: dict, *, wait: bool, timeout_s: float) -> int:
     from fate_components.ops import runner
     from fate_components.ops.jobs import parse_sites
 
+    dag, conf = _compile(args)
+    client, home = _client(args)
     runner.check_tables(client, conf)
-    job = runner.submit(client, dag)
-    print(f"submitted job {job['job_id']} (model_id {job.get('model_id')}, model_version {job.get('model_version')})")
-    if not wait:
+    if args.no_wait:
+        _print_submitted(runner.submit(client, dag))
         return 0
     sites = parse_sites(conf)
-    trainer = next((name for name, t in dag["dag"]["tasks"].items() if t["component_ref"] == "homo_lung_nn"), None)
-    progress = None
-    if trainer and dag["dag"]["tasks"][trainer]["stage"] == "train":
-        rounds = dag["dag"]["tasks"][trainer]["parameters"].get("rounds", 20)
-        progress = runner.RoundProgress(client=client, job_id=job["job_id"], task=trainer, sites=sites, rounds=rounds)
-    status = runner.wait(client, job["job_id"], timeout_s=timeout_s, progress=progress)
-    print(f"job {job['job_id']}: {status}")
-    if status != "success":
-        print(runner.failure_reason(client, job["job_id"], home), file=sys.stderr)
+    outcome = runner.submit_and_follow(runner.SiteEndpoints.standalone(client, home, sites), dag, sites,
+                                       timeout_s=args.timeout, on_submitted=_print_submitted)
+    print(f"job {outcome.job_id}: {outcome.status}")
+    if not outcome.ok:
+        print(outcome.reason, file=sys.stderr)
         return 1
     return 0
 
@@ -143,12 +136,14 @@ def run_job(client, home, dag: dict, conf: dict, *, wait: bool, timeout_s: float
 def cmd_report(args) -> int:
     from fate_components.ops.jobs import load_json, parse_sites
     from fate_components.ops.report import collect, write_report
+    from fate_components.ops.runner import SiteEndpoints
 
     client, home = _client(args)
     if home is None:
         raise LungError("report reads each site's job outputs from a FATE-Flow home: pass --home, not --ip/--port")
-    out = Path(args.out) if args.out else PROJECT_HOME / "results" / args.job_id / "report"
-    page = write_report(collect(client, home, args.job_id, parse_sites(load_json(Path(args.conf)))), out)
+    out = Path(args.out) if args.out else Workspace.from_env().results(args.job_id) / "report"
+    sites = parse_sites(load_json(Path(args.conf)))
+    page = write_report(collect(SiteEndpoints.standalone(client, home, sites), args.job_id, sites), out)
     print(f"report: {page.resolve()}")
     return 0
 
@@ -184,7 +179,8 @@ def cmd_verify_model(args) -> int:
 def cmd_demo(args) -> int:
     from fate_components.ops import demo
 
-    return demo.run(args)
+    workspace = Workspace.from_env()
+    return demo.run(args, demo.Standalone(workspace.flow_home(args.home), stop_after=args.stop_after), workspace)
 
 
 def cmd_stop(args) -> int:
@@ -196,7 +192,7 @@ def cmd_stop(args) -> int:
 
 
 def cmd_deploy(args) -> int:
-    from fate_components.ops import deploy, multisite
+    from fate_components.ops import demo, deploy, multisite
     from fate_components.ops.jobs import load_json
 
     root = Path(args.root).resolve()
@@ -219,7 +215,7 @@ def cmd_deploy(args) -> int:
         print(json.dumps({"up": deploy.is_up(d), **{k: v for k, v in d.__dict__.items() if k != "sites"},
                           "sites": {n: s.__dict__ for n, s in d.sites.items()}}, indent=2))
         return 0 if deploy.is_up(d) else 1
-    return multisite.run_demo(args)
+    return demo.run(args, multisite.ThreeSites(root), Workspace.from_env())
 
 
 def _add_server_args(p: argparse.ArgumentParser) -> None:
@@ -252,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deploy", help="three FATE sites on this machine (own FATE-Flow each, RabbitMQ federation, "
                                       "nginx proxy): up, down, status, or demo (the main job across them)")
     p.add_argument("action", choices=["up", "down", "status", "demo"])
-    p.add_argument("--root", default=str(PROJECT_HOME / "deploy"), help="where the sites, broker and proxy live")
+    p.add_argument("--root", default=str(Workspace.from_env().deploy_root),
+                   help="where the sites, broker and proxy live")
     p.add_argument("--conf", default="conf/lung_conf.json")
     p.add_argument("--dsl", default="dsl/lung.json")
     p.add_argument("--size", default="bench", choices=SAMPLE_SIZES)

@@ -40,7 +40,9 @@ class DeployError(LungError):
 
 
 @dataclass
-class Site:
+class DeployedSite:
+    """One site's FATE-Flow process in the deployment (recorded in deploy.json)."""
+
     name: str
     party_id: str
     home: str
@@ -56,7 +58,7 @@ class Deployment:
     dist_port: int
     epmd_port: int
     nginx_port: int
-    sites: dict[str, Site] = field(default_factory=dict)
+    sites: dict[str, DeployedSite] = field(default_factory=dict)
     rabbitmq_pid: int = 0
     nginx_pid: int = 0
 
@@ -73,7 +75,7 @@ class Deployment:
 
         return FlowClient(ip=HOST, port=self.sites[site].http_port, version="v2")
 
-    def site_of_party(self, party_id: str) -> Site:
+    def site_of_party(self, party_id: str) -> DeployedSite:
         for site in self.sites.values():
             if site.party_id == str(party_id):
                 return site
@@ -90,7 +92,7 @@ class Deployment:
         if not path.exists():
             return None
         data = json.loads(path.read_text())
-        data["sites"] = {k: Site(**v) for k, v in data["sites"].items()}
+        data["sites"] = {k: DeployedSite(**v) for k, v in data["sites"].items()}
         return cls(**data)
 
 
@@ -209,7 +211,7 @@ def _site_overrides(d: Deployment) -> tuple[dict, dict]:
     return yaml.safe_load(text), {"rabbitmq_route_table.yaml": route_table}
 
 
-def start_site(d: Deployment, name: str, extra_env: dict[str, str] | None = None) -> Site:
+def start_site(d: Deployment, name: str, extra_env: dict[str, str] | None = None) -> DeployedSite:
     site = d.sites[name]
     overrides, files = _site_overrides(d)
     server = flow_server.start(Path(site.home), party_id=site.party_id, http_port=site.http_port or None,
@@ -237,8 +239,9 @@ def up(root: Path, conf: dict, extra_env: dict[str, str] | None = None) -> Deplo
                    nginx_port=nginx_port)
     for site in parse_sites(conf):
         if site.role != "arbiter" and site.party_id not in {s.party_id for s in d.sites.values()}:
-            d.sites[site.name] = Site(name=site.name, party_id=site.party_id, home=str(root / "sites" / site.name),
-                                      http_port=flow_server.free_port(HOST))
+            d.sites[site.name] = DeployedSite(name=site.name, party_id=site.party_id,
+                                              home=str(root / "sites" / site.name),
+                                              http_port=flow_server.free_port(HOST))
     d.save()
     try:
         start_rabbitmq(d)

@@ -139,7 +139,8 @@ def server_env(home: Path, extra_env: dict[str, str] | None = None) -> dict[str,
     return env
 
 
-def load_state(home: Path) -> FlowServer | None:
+def recorded_server(home: Path) -> FlowServer | None:
+    """The server `start` recorded in `home` (running or not), or None if none was started there."""
     path = Path(home) / STATE_FILE
     if not path.exists():
         return None
@@ -155,7 +156,7 @@ def start(home: Path, *, host: str = "127.0.0.1", http_port: int | None = None,
     `conf_files` are further files of its conf directory (e.g. a route table).
     """
     home = Path(home).resolve()
-    running = load_state(home)
+    running = recorded_server(home)
     if running is not None and running.is_alive():
         return running
     if running is not None:
@@ -201,7 +202,7 @@ def _answers(server: FlowServer) -> bool:
 def stop(home: Path, timeout_s: float = 20.0) -> bool:
     """Stop the server recorded in `home` (by pid, with its process group). True if one was running."""
     home = Path(home).resolve()
-    server = load_state(home)
+    server = recorded_server(home)
     if server is None:
         return False
     was_alive = stop_process_group(server.pid, timeout_s=timeout_s)

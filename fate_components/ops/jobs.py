@@ -1,4 +1,6 @@
-"""Compile a fate-lung DSL (component graph) plus a conf (sites, tables, parameters) into a FATE 2.2 DAG.
+"""Compile jobs: a fate-lung DSL (component graph) plus a conf (sites, tables, parameters) into a FATE 2.2 DAG.
+
+This module only builds and checks the DAG; `runner.py` submits it and follows it.
 
 DSL (`dsl/*.json`): which components run, on which roles, and how outputs feed inputs::
 
@@ -31,6 +33,8 @@ _STAGES = ("default", "train", "predict")
 
 @dataclass(frozen=True)
 class Site:
+    """A site of the conf: its name, FATE role and party id, and its tables by key."""
+
     name: str
     role: str
     party_id: str

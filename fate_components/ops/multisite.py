@@ -1,38 +1,26 @@
-"""The README's main job across three FATE sites (see `deploy.py`): bind, pre-check, submit at hospital_a, results."""
+"""The main job across three FATE sites (see `deploy.py`): where each site answers, pre-check, submit at the guest's.
+
+`ThreeSites` is what `fate-lung deploy demo` gives the demo pipeline (`demo.run`); `submit` runs
+any job of a conf on a running deployment.
+"""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from fate_components.core.errors import LungError
-
 from . import deploy, runner
+from .demo import DemoSites
 from .jobs import compile_dag, parse_sites
+from .runner import SiteEndpoints
 from .site_data import table_bound
 
 
-def site_clients(d: deploy.Deployment, conf: dict) -> dict:
-    """Each site's own FATE-Flow client (the arbiter's is that of the site sharing its party id)."""
-    return {s.name: d.client(d.site_of_party(s.party_id).name) for s in parse_sites(conf)}
-
-
-def site_homes(d: deploy.Deployment, conf: dict) -> dict:
-    return {s.name: Path(d.site_of_party(s.party_id).home) for s in parse_sites(conf)}
-
-
-def bind(d: deploy.Deployment, conf: dict, data_root: Path) -> None:
-    """Each hospital binds its own directory into its own FATE-Flow, and nowhere else."""
-    from .site_data import bind_site, check_site
-
-    for site in parse_sites(conf):
-        if site.role == "arbiter":
-            continue
-        report = check_site(data_root / site.name)
-        if not report.ok:
-            raise LungError(f"{site.name}: {report.summary()}")
-        table = site.tables["site"]
-        bind_site(d.client(d.site_of_party(site.party_id).name), data_root / site.name,
-                  namespace=table["namespace"], name=table["name"])
+def endpoints(d: deploy.Deployment, conf: dict) -> SiteEndpoints:
+    """Each site's own FATE-Flow client and home (the arbiter's are those of the site sharing its party id)."""
+    sites = parse_sites(conf)
+    served = {s.name: d.site_of_party(s.party_id) for s in sites}
+    guest = next(s for s in sites if s.role == "guest")
+    return SiteEndpoints(clients={name: d.client(host.name) for name, host in served.items()},
+                         homes={name: Path(host.home) for name, host in served.items()}, initiator=guest.name)
 
 
 def preflight(d: deploy.Deployment, conf: dict) -> None:
@@ -53,67 +41,35 @@ def preflight(d: deploy.Deployment, conf: dict) -> None:
 
 
 def submit(d: deploy.Deployment, conf: dict, dsl: dict, *, printer=print, timeout_s: float = 3600,
-           model_job: dict | None = None) -> tuple[str, str]:
-    """Submit at the guest's FATE-Flow and follow it round by round; returns (job id, final status)."""
+           model_job: dict | None = None) -> runner.JobOutcome:
+    """Pre-check, then submit at the guest's FATE-Flow and follow it round by round (`printer=None`: silently)."""
     preflight(d, conf)
-    sites = parse_sites(conf)
-    guest = next(s for s in sites if s.role == "guest")
-    client = d.client(d.site_of_party(guest.party_id).name)
-    dag = compile_dag(dsl, conf, model_job=model_job)
-    job = runner.submit(client, dag)
-    trainer = dag["dag"]["tasks"].get("trainer", {})
-    progress = None
-    if trainer.get("stage") == "train":
-        progress = runner.RoundProgress(client=client, job_id=job["job_id"], task="trainer", sites=sites,
-                                        rounds=trainer["parameters"].get("rounds", 20), printer=printer,
-                                        site_clients=site_clients(d, conf))
-    status = runner.wait(client, job["job_id"], timeout_s=timeout_s, progress=progress, printer=printer)
-    return job["job_id"], status
+    return runner.submit_and_follow(endpoints(d, conf), compile_dag(dsl, conf, model_job=model_job),
+                                    parse_sites(conf), timeout_s=timeout_s, printer=printer)
 
 
-def run_demo(args) -> int:
-    """`fate-lung deploy demo`: the standalone demo's data and job, across three FATE sites."""
-    import json
+class ThreeSites(DemoSites):
+    """The demo on three FATE sites under `root`: started (or found running) by `deploy.up`."""
 
-    from fate_components.cli import PROJECT_HOME
-    from fate_components.ops.demo import _demo_conf, collect_results, demo_patients, sample_data
-    from fate_components.ops.jobs import load_json
-    from fate_components.ops.report import collect, write_report
+    bound_line = "each hospital bound its own directory into its own FATE-Flow"
 
-    t_start = time.perf_counter()
-    conf = load_json(Path(args.conf))
-    d = deploy.up(Path(args.root), conf)
-    print(f"[1/5] three FATE sites up: RabbitMQ amqp :{d.amqp_port} (management :{d.mng_port}), nginx "
-          f":{d.nginx_port}; " + ", ".join(f"{s.name} (party {s.party_id}) FATE-Flow :{s.http_port}"
-                                           for s in d.sites.values()))
-    data_root = sample_data(args.size, args.seed, demo_patients(args.size, args.patients))
-    print(f"[2/5] sample data in {data_root}")
-    bind(d, conf, data_root)
-    print("[3/5] each hospital bound its own directory into its own FATE-Flow")
-    conf = _demo_conf(conf, args.rounds)
-    print(f"[4/5] training at hospital_a's FATE-Flow: {args.rounds} rounds, Paillier aggregation over RabbitMQ")
-    t_job = time.perf_counter()
-    job_id, status = submit(d, conf, load_json(Path(args.dsl)), timeout_s=args.timeout)
-    job_seconds = time.perf_counter() - t_job
-    clients, homes = site_clients(d, conf), site_homes(d, conf)
-    guest = next(s for s in parse_sites(conf) if s.role == "guest")
-    if status != "success":
-        print(f"job {job_id}: {status}\n{runner.failure_reason(clients[guest.name], job_id, homes[guest.name])}")
-        return 1
-    results = (PROJECT_HOME / "results" / job_id).resolve()
-    summary, metrics = collect_results(None, None, job_id, parse_sites(conf), results, site_clients=clients,
-                                       site_homes=homes)
-    summary["job_seconds"] = job_seconds
-    (results / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"[5/5] job {job_id} succeeded: job {job_seconds:.0f} s, all {time.perf_counter() - t_start:.0f} s")
-    for name, info in summary["sites"].items():
-        print(f"      {name}: held-out AUC {info['heldout_auc']:.3f}, CPM {_or_nan(info['heldout_cpm']):.3f} "
-              f"(outputs in its own FATE-Flow home {homes[name]})")
-    page = write_report(collect(None, None, job_id, parse_sites(conf), metrics, site_clients=clients,
-                                site_homes=homes), results / "report")
-    print(f"      report: {page}\n      stop the three sites with: fate-lung deploy down")
-    return 0
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.deployment: deploy.Deployment | None = None
 
+    def start(self, conf: dict) -> SiteEndpoints:
+        d = self.deployment = deploy.up(self.root, conf)
+        print(f"[1/5] three FATE sites up: RabbitMQ amqp :{d.amqp_port} (management :{d.mng_port}), nginx "
+              f":{d.nginx_port}; " + ", ".join(f"{s.name} (party {s.party_id}) FATE-Flow :{s.http_port}"
+                                               for s in d.sites.values()))
+        return endpoints(d, conf)
 
-def _or_nan(value: float | None) -> float:
-    return float("nan") if value is None else value
+    def training_line(self, trainer: dict) -> str:
+        return (f"training at hospital_a's FATE-Flow: {trainer['rounds']} rounds, Paillier aggregation over "
+                f"RabbitMQ")
+
+    def preflight(self, conf: dict) -> None:
+        preflight(self.deployment, conf)
+
+    def finish(self) -> None:
+        print("      stop the three sites with: fate-lung deploy down")

@@ -18,27 +18,26 @@ from pathlib import Path
 
 from fate_components.core.errors import LungError
 
+from . import runner
+from .jobs import Site
+
 PLOTS = ("loss.png", "validation.png", "froc.png")
 
 
-def collect(client, home: Path, job_id: str, sites, metrics: dict[str, dict] | None = None, *,
-            site_clients: dict | None = None, site_homes: dict | None = None) -> dict:
+def collect(endpoints: runner.SiteEndpoints, job_id: str, sites: list[Site],
+            metrics: dict[str, dict] | None = None) -> dict:
     """Everything the page shows, as plain data (also written next to the page as report.json).
 
-    `metrics` ({site name: step metrics of its trainer}) saves querying FATE-Flow again when the
-    caller already has them. Multi-site, each site's FATE-Flow and home come from `site_clients`
-    and `site_homes` (by site name).
+    Each site's figures come from its own FATE-Flow and home in `endpoints`. `metrics` ({site name:
+    step metrics of its trainer}) saves querying FATE-Flow again when the caller already has them.
     """
-    from fate_components.ops import runner
-
     data: dict = {"job_id": job_id, "sites": {}}
     for site in sites:
         if site.role == "arbiter":
             continue
-        site_client = (site_clients or {}).get(site.name, client)
-        site_home = (site_homes or {}).get(site.name, home)
-        metrics_of_site = ((metrics or {}).get(site.name)
-                           or runner.step_metrics(site_client, job_id, site.role, site.party_id, "trainer"))
+        site_home = endpoints.home_of(site.name)
+        metrics_of_site = ((metrics or {}).get(site.name) or runner.step_metrics(
+            endpoints.client_of(site.name), job_id, site.role, site.party_id, "trainer"))
         if not metrics_of_site.get("train_loss"):
             raise LungError(f"job {job_id}: no training metrics for {site.name} ({site.role} {site.party_id}); "
                             f"is this a training job of dsl/lung.json?")
@@ -62,9 +61,7 @@ def _series(points: dict | None) -> list[list[float]]:
     return [[int(k) + 1, float(v)] for k, v in sorted((points or {}).items())]
 
 
-def _data_summary(home: Path, job_id: str, site) -> dict:
-    from fate_components.ops import runner
-
+def _data_summary(home: Path, job_id: str, site: Site) -> dict:
     directory = runner.data_output_dir(home, job_id, site.role, site.party_id, "reader_all", "output_data")
     summary = json.loads((directory / "summary.json").read_text())
     with open(directory / "candidates.csv", newline="") as f:

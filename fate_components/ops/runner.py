@@ -1,10 +1,15 @@
-"""Submit a compiled job to FATE-Flow, follow it round by round, and collect where its outputs are."""
+"""Run jobs: submit a compiled DAG (`jobs.py` compiles it) to FATE-Flow, follow it round by round, find its outputs.
+
+`submit_and_follow` is the one way every caller runs a job (`fate-lung submit`, both demos, the
+benchmarks, the end-to-end and deploy tests). `SiteEndpoints` says where each site's FATE-Flow
+answers and keeps its outputs: one server for all sites standalone, one per site multi-site.
+"""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from fate_components.core.errors import LungError
 
@@ -16,6 +21,40 @@ FINAL_STATES = {"success", "failed", "canceled", "timeout"}
 
 class JobError(LungError):
     """A FATE job was refused, failed, or did not finish in time."""
+
+
+@dataclass(frozen=True)
+class SiteEndpoints:
+    """Each site's FATE-Flow client and home, by site name; jobs are submitted and followed at the guest's.
+
+    A home is None for a server known only by address (`--ip/--port`): its outputs cannot be read from disk.
+    """
+
+    clients: dict[str, Any]
+    homes: dict[str, Path | None]
+    initiator: str   # the guest's site name
+
+    @classmethod
+    def standalone(cls, client, home: Path | None, sites: list[Site]) -> SiteEndpoints:
+        """Every site on one FATE-Flow."""
+        guest = next(s for s in sites if s.role == "guest")
+        home = Path(home) if home is not None else None
+        return cls({s.name: client for s in sites}, {s.name: home for s in sites}, guest.name)
+
+    @property
+    def client(self):
+        """The FATE-Flow that jobs are submitted at (the guest's)."""
+        return self.clients[self.initiator]
+
+    @property
+    def home(self) -> Path | None:
+        return self.homes[self.initiator]
+
+    def client_of(self, site: str):
+        return self.clients[site]
+
+    def home_of(self, site: str) -> Path | None:
+        return self.homes[site]
 
 
 def check_tables(client, conf: dict) -> None:
@@ -86,7 +125,7 @@ def evaluation_metric(client, job_id: str, role: str, party_id: str, task: str) 
 class RoundProgress:
     """Prints one line per finished round with every site's figures, as soon as all sites reported it."""
 
-    client: object
+    endpoints: SiteEndpoints
     job_id: str
     task: str
     sites: list[Site]
@@ -94,13 +133,12 @@ class RoundProgress:
     printer: Callable[[str], None] = print
     shown: int = 0
     history: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
-    site_clients: dict[str, object] = field(default_factory=dict)   # multi-site: each site's own FATE-Flow
 
     def poll(self) -> None:
         data_sites = [s for s in self.sites if s.role != "arbiter"]
         for site in data_sites:
-            client = self.site_clients.get(site.name, self.client)
-            self.history[site.name] = step_metrics(client, self.job_id, site.role, site.party_id, self.task)
+            self.history[site.name] = step_metrics(self.endpoints.client_of(site.name), self.job_id, site.role,
+                                                   site.party_id, self.task)
         while True:
             r = self.shown
             # global_val_loss is logged last in a round: once it is there, the round is complete.
@@ -144,6 +182,59 @@ def wait(client, job_id: str, *, timeout_s: float, progress: RoundProgress | Non
         time.sleep(poll_s)
     raise JobError(f"job {job_id} did not finish within {timeout_s:.0f} s; it is still running in FATE-Flow "
                    f"(stop it with: flow job stop -j {job_id})")
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a followed job ended: FATE-Flow's submit answer (job_id, model_id, model_version), the final
+    status, and on failure the failed tasks with their error lines."""
+
+    job: dict
+    status: str
+    reason: str = ""
+
+    @property
+    def job_id(self) -> str:
+        return self.job["job_id"]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+
+def training_task(dag: dict) -> str | None:
+    """The DAG's train-stage `homo_lung_nn` task, whose rounds the progress line follows (None: no training)."""
+    tasks = dag["dag"]["tasks"]
+    return next((name for name, t in tasks.items()
+                 if t["component_ref"] == "homo_lung_nn" and t.get("stage") == "train"), None)
+
+
+def submit_and_follow(endpoints: SiteEndpoints, dag: dict, sites: list[Site], *, timeout_s: float,
+                      printer: Callable[[str], None] | None = print,
+                      on_submitted: Callable[[dict], None] | None = None) -> JobOutcome:
+    """Submit `dag` at the guest's FATE-Flow and block until it ends, printing the task states and one
+    progress line per finished round (`printer=None`: follow silently, without polling round metrics).
+
+    `on_submitted` sees FATE-Flow's answer as soon as the job is accepted. Raises JobError if FATE-Flow
+    refuses the job or it does not end within `timeout_s`.
+    """
+    job = submit(endpoints.client, dag)
+    if on_submitted is not None:
+        on_submitted(job)
+    progress = None
+    trainer = training_task(dag) if printer is not None else None
+    if trainer is not None:
+        rounds = dag["dag"]["tasks"][trainer]["parameters"].get("rounds", 20)   # homo_lung_nn's default
+        progress = RoundProgress(endpoints=endpoints, job_id=job["job_id"], task=trainer, sites=sites, rounds=rounds,
+                                 printer=printer)
+    status = wait(endpoints.client, job["job_id"], timeout_s=timeout_s, progress=progress,
+                  printer=printer if printer is not None else _silent)
+    reason = "" if status == "success" else failure_reason(endpoints.client, job["job_id"], endpoints.home)
+    return JobOutcome(job=job, status=status, reason=reason)
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 def _task_summary(client, job_id: str) -> str:

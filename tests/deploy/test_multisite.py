@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fate_components.components._trainer import load_model
-from fate_components.ops import deploy, flow_server, multisite, runner
+from fate_components.ops import demo, deploy, flow_server, multisite, runner
 from fate_components.ops.jobs import compile_dag, load_json, parse_sites
 from fate_components.ops.site_data import bind_site, table_bound
 
@@ -21,6 +21,10 @@ pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 4
 TIMEOUT = 120.0   # the coordinator's federation_timeout in these tests (hospitals wait twice as long)
+# docs/deploy.md: after a RabbitMQ restart the job ends `failed` 20-40 s after the restart began. 60 s leaves room
+# for the 3 s status poll and a loaded machine, and is half of TIMEOUT: a job ended by the trainer's own watchdog
+# (federation_timeout) instead of pika's closed connection cannot pass.
+RABBITMQ_RESTART_BOUND_S = 60.0
 DSL = load_json(ROOT / "dsl" / "lung.json")
 
 
@@ -57,7 +61,7 @@ def site_dirs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def bound(deployment, site_dirs):
     conf = _conf()
-    multisite.bind(deployment, conf, next(iter(site_dirs.values())).parent)
+    demo.check_and_bind(multisite.endpoints(deployment, conf), parse_sites(conf), next(iter(site_dirs.values())).parent)
     return conf
 
 
@@ -70,17 +74,18 @@ def checkpoints(tmp_path_factory) -> Path:
 def main_job(deployment, bound, tmp_path_factory):
     conf = _conf(tmp_path_factory.mktemp("main_checkpoints"))
     t0 = time.perf_counter()
-    job_id, status = multisite.submit(deployment, conf, DSL, printer=lambda _: None, timeout_s=1200)
-    return {"job_id": job_id, "status": status, "seconds": time.perf_counter() - t0, "conf": conf}
+    outcome = multisite.submit(deployment, conf, DSL, printer=None, timeout_s=1200)
+    return {"job_id": outcome.job_id, "status": outcome.status, "reason": outcome.reason,
+            "seconds": time.perf_counter() - t0, "conf": conf}
 
 
 def _models(d: deploy.Deployment, conf: dict, job_id: str) -> dict:
-    homes = multisite.site_homes(d, conf)
+    endpoints = multisite.endpoints(d, conf)
     out = {}
     for site in parse_sites(conf):
         if site.role == "arbiter":
             continue
-        directory = next((homes[site.name] / "jobs" / job_id / site.role / site.party_id).glob(
+        directory = next((endpoints.home_of(site.name) / "jobs" / job_id / site.role / site.party_id).glob(
             "trainer/*/output/output_model/model_directory"))
         out[site.name] = load_model(directory)[0]
     return out
@@ -105,16 +110,16 @@ def test_each_site_holds_only_its_own_table(deployment, bound):
 
 def test_main_job_runs_across_three_fate_sites(deployment, main_job):
     # Assert: success; each site's FATE-Flow ran only its own party, over RabbitMQ; every site ends with one model
-    assert main_job["status"] == "success"
+    assert main_job["status"] == "success", main_job["reason"]
     conf, job_id = main_job["conf"], main_job["job_id"]
     for name, site in deployment.sites.items():
         parties = sorted(p.name for p in (Path(site.home) / "jobs" / job_id).iterdir() if p.is_dir())
         assert parties == (["arbiter", "guest"] if name == "hospital_a" else ["host"]), (name, parties)
         params = next((Path(site.home) / "jobs" / job_id).glob("*/*/trainer/*/input/task_parameters.yaml"))
         assert "rabbitmq" in params.read_text()
-    clients = multisite.site_clients(deployment, conf)
+    endpoints = multisite.endpoints(deployment, conf)
     for site in parse_sites(conf):
-        metrics = runner.step_metrics(clients[site.name], job_id, site.role, site.party_id, "trainer")
+        metrics = runner.step_metrics(endpoints.client_of(site.name), job_id, site.role, site.party_id, "trainer")
         assert len(metrics["round_seconds" if site.role == "arbiter" else "train_loss"]) == ROUNDS, site.name
     models = list(_models(deployment, conf, job_id).values())
     assert all(_equal(models[0], m) for m in models[1:])
@@ -132,13 +137,14 @@ def test_multisite_model_is_the_standalone_model(deployment, main_job, site_dirs
                 table = site.tables["site"]
                 bind_site(client, site_dirs[site.name], namespace=table["namespace"], name=table["name"])
         t0 = time.perf_counter()
-        job = runner.submit(client, compile_dag(DSL, conf))
-        status = runner.wait(client, job["job_id"], timeout_s=1200, printer=lambda _: None)
+        sites = parse_sites(conf)
+        outcome = runner.submit_and_follow(runner.SiteEndpoints.standalone(client, Path(server.home), sites),
+                                           compile_dag(DSL, conf), sites, timeout_s=1200, printer=None)
         print(f"\nsame job ({ROUNDS} rounds, tiny sites): standalone {time.perf_counter() - t0:.0f} s, "
               f"three sites over RabbitMQ {main_job['seconds']:.0f} s")
-        assert status == "success", runner.failure_reason(client, job["job_id"], Path(server.home))
-        guest = next(s for s in parse_sites(conf) if s.role == "guest")
-        standalone = load_model(next((Path(server.home) / "jobs" / job["job_id"] / "guest" / guest.party_id).glob(
+        assert outcome.ok, outcome.reason
+        guest = next(s for s in sites if s.role == "guest")
+        standalone = load_model(next((Path(server.home) / "jobs" / outcome.job_id / "guest" / guest.party_id).glob(
             "trainer/*/output/output_model/model_directory")))[0]
     finally:
         flow_server.stop(tmp_path / "standalone")
@@ -206,9 +212,10 @@ def test_lost_site_fails_every_party_naming_it_then_resume_matches_uninterrupted
     # Execute: hospital_c comes back (same home, tables, port); the job is resubmitted with resume
     deploy.start_site(deployment, "hospital_c")
     conf["parameters"]["common"]["trainer"]["resume"] = True
-    job_id, status = multisite.submit(deployment, conf, DSL, printer=lambda _: None, timeout_s=1200)
+    outcome = multisite.submit(deployment, conf, DSL, printer=None, timeout_s=1200)
+    job_id = outcome.job_id
     # Assert: it finishes, with exactly the model of the uninterrupted main job
-    assert status == "success"
+    assert outcome.ok, outcome.reason
     resumed = _models(deployment, conf, job_id)
     uninterrupted = _models(deployment, main_job["conf"], main_job["job_id"])
     assert all(_equal(resumed[name], uninterrupted[name]) for name in resumed)
@@ -216,21 +223,31 @@ def test_lost_site_fails_every_party_naming_it_then_resume_matches_uninterrupted
     assert min(metrics["train_loss"]) >= 2    # it did not start over
 
 
-def test_rabbitmq_restart_during_a_job_ends_it_cleanly_or_it_survives(deployment, bound):
+def test_rabbitmq_restart_during_a_job_fails_every_party_on_the_closed_connection(deployment, bound):
+    # Prepare: the main job, followed until round 1 is complete (round 2 is running)
     conf = _conf()
     guest = deployment.client("hospital_a")
     job = runner.submit(guest, compile_dag(DSL, conf))
     _wait_for_round(guest, job["job_id"], "9999", 0)
+    # Execute: RabbitMQ stopped and started again on the same ports, then wait for the job to end
     t0 = time.perf_counter()
     deploy.stop_rabbitmq(deployment)
     deploy.start_rabbitmq(deployment)
     status = runner.wait(guest, job["job_id"], timeout_s=TIMEOUT * 2 + 600, printer=lambda _: None)
-    # Either outcome is acceptable if it is reached within the bound; a failure must name the failed tasks.
-    assert time.perf_counter() - t0 < TIMEOUT * 2 + 600
-    assert status in ("success", "failed", "canceled"), status
-    if status != "success":
-        assert "task trainer" in runner.failure_reason(guest, job["job_id"])
-    print(f"RabbitMQ restart: job {status} after {time.perf_counter() - t0:.0f} s")
+    ended_after = time.perf_counter() - t0
+    print(f"RabbitMQ restart: job {status} after {ended_after:.0f} s")
+    # Assert: what docs/deploy.md promises. The job ends `failed` (FATE does not resume a consume cut by the
+    # broker), within the documented time, so not by the trainer's own watchdog, and every party's trainer failed
+    # on pika's closed connection: the pika traceback is in that party's trainer log, in its own site's home
+    assert status == "failed", status
+    assert ended_after < RABBITMQ_RESTART_BOUND_S, ended_after
+    assert "task trainer" in runner.failure_reason(guest, job["job_id"])
+    endpoints = multisite.endpoints(deployment, conf)
+    for site in parse_sites(conf):
+        logs = endpoints.home_of(site.name) / "logs" / job["job_id"] / site.role / site.party_id / "trainer"
+        text = "\n".join(p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file())
+        assert "pika" in text, (site.name, text[-3000:])
+        assert "Federation timeout" not in text, site.name
 
 
 def test_two_jobs_at_once_both_finish_and_do_not_cross(deployment, bound):

@@ -30,11 +30,15 @@ ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 4
 
 
+def _follow(flow, conf: dict, dag: dict, timeout_s: float, printer=None) -> runner.JobOutcome:
+    sites = parse_sites(conf)
+    endpoints = runner.SiteEndpoints.standalone(flow.client(), Path(flow.home), sites)
+    return runner.submit_and_follow(endpoints, dag, sites, timeout_s=timeout_s, printer=printer)
+
+
 def _run(flow, conf: dict, dsl: str = "lung.json", timeout_s: float = 900) -> tuple[str, str]:
-    client = flow.client()
-    job = runner.submit(client, compile_dag(load_json(ROOT / "dsl" / dsl), conf))
-    status = runner.wait(client, job["job_id"], timeout_s=timeout_s, printer=lambda _: None)
-    return job["job_id"], status
+    outcome = _follow(flow, conf, compile_dag(load_json(ROOT / "dsl" / dsl), conf), timeout_s)
+    return outcome.job_id, outcome.status
 
 
 def _conf(namespace_prefix: str, rounds: int = ROUNDS) -> dict:
@@ -64,15 +68,9 @@ def bound(flow, tiny_sites):
 
 @pytest.fixture(scope="module")
 def trained(flow, bound):
-    client = flow.client()
-    dag = compile_dag(load_json(ROOT / "dsl" / "lung.json"), bound)
-    job = runner.submit(client, dag)
     lines: list[str] = []
-    progress = runner.RoundProgress(client=client, job_id=job["job_id"], task="trainer",
-                                    sites=parse_sites(bound), rounds=ROUNDS, printer=lines.append)
-    status = runner.wait(client, job["job_id"], timeout_s=1200, progress=progress, printer=lines.append)
-    return {"job": job, "status": status, "progress": lines,
-            "reason": "" if status == "success" else runner.failure_reason(client, job["job_id"], Path(flow.home))}
+    outcome = _follow(flow, bound, compile_dag(load_json(ROOT / "dsl" / "lung.json"), bound), 1200, lines.append)
+    return {"job": outcome.job, "status": outcome.status, "progress": lines, "reason": outcome.reason}
 
 
 def _predictions(flow, job_id: str, site, task: str = "trainer") -> list[dict]:
@@ -506,11 +504,9 @@ def test_privacy_budget_stops_every_party_at_the_same_round(flow, bound, tiny_si
                                   n_sites=3) for n in patients.values())
     assert expected == 2
     # Execute
-    job = runner.submit(client, compile_dag(load_json(ROOT / "dsl" / "lung.json"), conf))
     lines: list[str] = []
-    progress = runner.RoundProgress(client=client, job_id=job["job_id"], task="trainer", sites=parse_sites(conf),
-                                    rounds=4, printer=lines.append)
-    status = runner.wait(client, job["job_id"], timeout_s=900, progress=progress, printer=lines.append)
+    outcome = _follow(flow, conf, compile_dag(load_json(ROOT / "dsl" / "lung.json"), conf), 900, lines.append)
+    job, status = outcome.job, outcome.status
     # Assert: every party (the arbiter too) ran exactly the rounds the budget allows; each site's epsilon metric is
     # the accountant's value for its own sampling rate, within the budget; the progress display shows epsilon
     assert status == "success", runner.failure_reason(client, job["job_id"], Path(flow.home))

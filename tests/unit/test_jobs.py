@@ -29,9 +29,31 @@ def test_compiles_three_hospitals_and_a_coordinator():
     assert dag["party_tasks"]["host_10001"]["tasks"]["trainer"]["parameters"]["site_name"] == "hospital_c"
 
 
-def test_dag_is_json_for_flow_job_submit():
+def test_dag_is_a_valid_fate_dag_for_flow_job_submit():
+    from fate_flow.entity.spec.dag import DAGSchema, DAGSpec
+
+    # Execute: through JSON, as `flow job submit -c` reads it, into FATE-Flow's own pydantic models
     text = json.dumps(compile_dag(DSL, CONF))
-    assert json.loads(text)["schema_version"] == "2.2.0"
+    schema = DAGSchema.parse_obj(json.loads(text))
+    # DAGSchema.dag is Union[DAGSpec, Any]: an invalid DAG would silently stay a dict, so parse it as DAGSpec too.
+    spec = DAGSpec.parse_obj(json.loads(text)["dag"])
+    # Assert: FATE-Flow reads our tasks, parties and inputs as we meant them
+    assert isinstance(schema.dag, DAGSpec) and schema.schema_version == "2.2.0" and schema.kind == "fate"
+    assert spec.stage == "train" and spec.conf.initiator_party_id == "9999" == spec.conf.scheduler_party_id
+    assert {(p.role, tuple(p.party_id)) for p in spec.parties} == {
+        ("guest", ("9999",)), ("host", ("10000", "10001")), ("arbiter", ("9999",))}
+    assert {name: (t.component_ref, t.stage) for name, t in spec.tasks.items()} == {
+        "reader_all": ("luna16_reader", "default"), "trainer": ("homo_lung_nn", "train"),
+        "evaluation": ("lung_evaluation", "default")}
+    assert [p.role for p in spec.tasks["trainer"].parties] == ["guest", "host", "arbiter"]
+    reader_input = spec.tasks["reader_all"].inputs.data["site_data"]["data_warehouse"]
+    assert [(c.namespace, c.name, c.parties[0].role, c.parties[0].party_id) for c in reader_input] == [
+        ("hospital_a", "luna16", "guest", ["9999"]), ("hospital_b", "luna16", "host", ["10000"]),
+        ("hospital_c", "luna16", "host", ["10001"])]
+    train_input = spec.tasks["trainer"].inputs.data["train_data"]["task_output_artifact"]
+    assert (train_input.producer_task, train_input.output_artifact_key) == ("reader_all", "output_data")
+    assert spec.tasks["trainer"].dependent_tasks == ["reader_all"]
+    assert spec.party_tasks["host_10000"].tasks["trainer"].parameters == {"site_name": "hospital_b"}
 
 
 def test_predict_dsl_needs_the_training_job():

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from fate_components.ops.report import PLOTS, write_report
+from fate_components.ops.jobs import Site
+from fate_components.ops.report import PLOTS, collect, write_report
+from fate_components.ops.runner import SiteEndpoints
 
 
 def _data(evaluated: bool = True) -> dict:
@@ -51,3 +54,45 @@ def test_failed_report_leaves_the_previous_one_and_no_partial_folder(tmp_path):
         write_report(broken, tmp_path / "report")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
     assert (tmp_path / "report" / "index.html").exists()
+
+
+class _SiteFlow:
+    """One site's FATE-Flow, as far as the report asks it: the trainer's per-round metrics."""
+
+    def __init__(self, loss: float) -> None:
+        self.loss, self.output = loss, self
+
+    def query_metric(self, job_id, role, party_id, task_name):
+        return {"code": 0, "data": [{"name": "train_loss", "step_axis": "round",
+                                     "data": [{"step": 0, "metric": self.loss}]}]}
+
+
+def _outputs(home: Path, job_id: str, site: Site, scans: int) -> None:
+    """What a site's FATE-Flow keeps of the job in its home: the reader's summary and the evaluation report."""
+    task = home / "jobs" / job_id / site.role / site.party_id
+    reader = task / "reader_all" / "0" / "output" / "output_data" / "data_directory"
+    reader.mkdir(parents=True)
+    (reader / "summary.json").write_text(json.dumps({"scans": [{"spacing_mm": [0.7, 0.7, 1.0]}] * scans}))
+    (reader / "candidates.csv").write_text("seriesuid,label\n" + "s,0\n" * 3 + "s,1\n")
+    evaluation = task / "evaluation" / "0" / "output" / "report" / "data_directory"
+    evaluation.mkdir(parents=True)
+    (evaluation / "evaluation.json").write_text(json.dumps({"cpm": 0.1 * scans, "cpm_ci95": [None, None]}))
+
+
+def test_collect_reads_each_site_from_its_own_fate_flow_and_home(tmp_path):
+    # Prepare: two hospitals and the coordinator, each hospital on its own FATE-Flow with its own home
+    sites = [Site("hospital_a", "guest", "9999", {}), Site("hospital_b", "host", "10000", {}),
+             Site("coordinator", "arbiter", "9999", {})]
+    _outputs(tmp_path / "a", "j1", sites[0], scans=2)
+    _outputs(tmp_path / "b", "j1", sites[1], scans=3)
+    flows = {"hospital_a": _SiteFlow(0.25), "hospital_b": _SiteFlow(0.5), "coordinator": _SiteFlow(9.0)}
+    endpoints = SiteEndpoints(clients=flows, homes={"hospital_a": tmp_path / "a", "hospital_b": tmp_path / "b",
+                                                    "coordinator": tmp_path / "a"}, initiator="hospital_a")
+    # Execute
+    data = collect(endpoints, "j1", sites)
+    # Assert: the arbiter has no row; each hospital's loss, data summary and CPM are its own
+    assert list(data["sites"]) == ["hospital_a", "hospital_b"]
+    assert [data["sites"][n]["train_loss"] for n in data["sites"]] == [[[1, 0.25]], [[1, 0.5]]]
+    assert [data["sites"][n]["data"]["scans"] for n in data["sites"]] == [2, 3]
+    assert [data["sites"][n]["data"]["positives"] for n in data["sites"]] == [1, 1]
+    assert [data["sites"][n]["evaluation"]["cpm"] for n in data["sites"]] == pytest.approx([0.2, 0.3])
