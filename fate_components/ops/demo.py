@@ -46,6 +46,10 @@ class DemoSites(ABC):
     def preflight(self, conf: dict) -> None:
         """Refuse before submitting anything (nothing to check on one FATE-Flow that just bound every table)."""
 
+    def report_again(self, job_id: str) -> str:
+        """How to write the report again later, after the report line ("" where no command does it)."""
+        return f"  (again with: fate-lung report {job_id})"
+
     def finish(self) -> None:
         """The closing lines: what keeps running and how to stop it."""
 
@@ -120,7 +124,7 @@ def run(args: Namespace, sites_at: DemoSites, workspace: Workspace) -> int:
     from .report import collect, write_report
 
     page = write_report(collect(endpoints, job_id, sites, metrics), results / "report")
-    print(f"      report:  {page}  (again with: fate-lung report {job_id})")
+    print(f"      report:  {page}{sites_at.report_again(job_id)}")
     sites_at.finish()
     return 0
 

@@ -71,5 +71,8 @@ class ThreeSites(DemoSites):
     def preflight(self, conf: dict) -> None:
         preflight(self.deployment, conf)
 
+    def report_again(self, job_id: str) -> str:
+        return ""   # `fate-lung report` reads one standalone FATE-Flow's home
+
     def finish(self) -> None:
         print("      stop the three sites with: fate-lung deploy down")
