@@ -33,7 +33,7 @@ from _harness import held_out, model_dir, pool, run_job, site_datasets, standalo
 
 
 def main(argv=None) -> int:
-    from fate_components.components._trainer import load_model
+    from fate_components.core.learning.model_io import load_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="luna16")

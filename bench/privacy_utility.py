@@ -87,7 +87,7 @@ def _print_row(row: dict, heldout, n_boot: int, base_epoch: float | None) -> Non
 def main(argv=None) -> int:
     from opacus.accountants.utils import get_noise_multiplier
 
-    from fate_components.components._trainer import load_model
+    from fate_components.core.learning.model_io import load_model
     from fate_components.core.learning.model import build_model
     from fate_components.core.privacy.dp import DPConfig, epsilon_for, patient_sampling
 

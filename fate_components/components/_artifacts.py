@@ -1,8 +1,7 @@
-"""Writing component outputs: whole files only, and directory outputs FATE-Flow can tell apart."""
+"""Registering component outputs: directory outputs FATE-Flow can tell apart (whole files: `model_io.replace_file`)."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 OUTPUT_NAMESPACE = "fate_lung_outputs"
@@ -20,13 +19,3 @@ def publish_directory(output, metadata: dict) -> None:
     parts = path.parts[-8:-1]  # .../jobs/<job>/<role>/<party>/<task>/<version>/output/<key>/data_directory
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     output.write_metadata(metadata, name="-".join(parts + (digest,)), namespace=OUTPUT_NAMESPACE)
-
-
-def replace_file(path: Path, write) -> None:
-    """Write through a temporary name, so a reader never finds half a file under the final one."""
-    tmp = path.with_name(path.name + f".partial-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

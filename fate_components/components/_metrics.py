@@ -69,6 +69,20 @@ def _finite_or_none(value):
     return value
 
 
+def non_finite_to_minus_one(value: float | None) -> float:
+    """A per-round figure for `log_round`: undefined (None, NaN, inf) becomes -1.0, as a step must be a number."""
+    return float(value) if value is not None and math.isfinite(value) else -1.0
+
+
+def non_finite_to_none(value):
+    """A JSON document (dicts and lists, walked): NaN and inf become None (null), numpy scalars Python ones."""
+    if isinstance(value, dict):
+        return {k: non_finite_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [non_finite_to_none(v) for v in value]
+    return _finite_or_none(value)
+
+
 def flat_summary(data: dict, *, sep: str = "_") -> dict:
     """Nested dicts and lists become flat keys (`{"a": {"b": 1}, "c": [2, 3]}` -> `a_b`, `c_0`, `c_1`).
 

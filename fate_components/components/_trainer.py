@@ -6,7 +6,9 @@ import hashlib
 import json
 import logging
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -14,21 +16,50 @@ import torch
 from fate_components.core.data.patch_dataset import PatchDataset
 from fate_components.core.data.patch_file import RowView
 from fate_components.core.errors import ConfigError, LungError
+from fate_components.core.federation.checkpoints import CheckpointStore
 from fate_components.core.federation.round_loop import RoundReport, SiteData, run_server, run_site
+from fate_components.core.federation.state import TrainingState
 from fate_components.core.learning.model import ModelConfig, build_model, count_parameters
+from fate_components.core.learning.model_io import load_model, replace_file, save_model
 from fate_components.core.learning.signature import model_signature
 from fate_components.core.learning.training import TrainConfig, predict_proba
 from fate_components.core.privacy.dp import DPConfig, planned_rounds
 
 from . import _metrics
-from ._artifacts import publish_directory, replace_file
-from ._checkpoints import CheckpointStore
+from ._artifacts import publish_directory
 from ._federation import agree_min, arbiter_check, check_aggregation, make_client, make_server, site_check
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.pt"
-META_FILE = "model_meta.json"
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One party's training settings, as `homo_lung_nn` received them (the same at every party but site_name)."""
+
+    site_name: str
+    config: TrainConfig
+    privacy: DPConfig
+    model: ModelConfig
+    aggregation: str
+    agg_options: dict = field(default_factory=dict)   # paillier, allow_plaintext, strict_check
+    checkpoint_dir: str = ""
+    resume: bool = False
+    inference_precision: str = "float32"
+
+    @property
+    def allow_plaintext(self) -> bool:
+        return bool(self.agg_options.get("allow_plaintext", False))
+
+
+@dataclass(frozen=True)
+class SiteArtifacts:
+    """A site's FATE inputs and outputs of the train stage (None where the DSL does not connect one)."""
+
+    train_data: Any
+    test_data: Any = None
+    warm_start_model: Any = None
+    output_model: Any = None
+    predictions: Any = None
 
 
 def limit_threads(threads: int) -> None:
@@ -50,25 +81,6 @@ def load_site_data(directory: Path) -> tuple[PatchDataset, SiteData]:
                              train_groups=np.asarray([patient_of[i] for i in train_idx], dtype=object))
 
 
-def _finite(x: float) -> float:
-    return float(x) if x is not None and math.isfinite(x) else -1.0
-
-
-def save_model(directory: Path, model: torch.nn.Module, meta: dict) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    replace_file(directory / MODEL_FILE, lambda p: torch.save(model.state_dict(), p))
-    replace_file(directory / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=2)))
-
-
-def load_model(directory: Path) -> tuple[torch.nn.Module, dict]:
-    directory = Path(directory)
-    meta = json.loads((directory / META_FILE).read_text())
-    model = build_model(ModelConfig.from_dict(meta["model_config"]))
-    model.load_state_dict(torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True))
-    model.eval()
-    return model, meta
-
-
 def _dp_plan(privacy: DPConfig, config: TrainConfig, data: SiteData, n_sites: int) -> tuple[int, str | None]:
     """(rounds this site's privacy budget allows, or the reason its DP settings do not fit it)."""
     try:
@@ -79,82 +91,98 @@ def _dp_plan(privacy: DPConfig, config: TrainConfig, data: SiteData, n_sites: in
         return 0, str(e)
 
 
-def train_site(ctx, config: TrainConfig, site_name: str, model_options: dict, aggregation: str, agg_options: dict,
-               train_data, test_data, warm_start_model, output_model, predictions, privacy: DPConfig, *,
-               checkpoint_dir: str = "", resume: bool = False, inference_precision: str = "float32") -> None:
-    check_aggregation(aggregation, agg_options.get("allow_plaintext", False))
-    dataset, data = load_site_data(train_data.get_directory())
-    model_config = ModelConfig.from_dict(model_options or {})
-    model = build_model(model_config, seed=config.seed)
-    if warm_start_model is not None:
-        warm, _ = load_model(warm_start_model.get_directory())
-        model.load_state_dict(warm.state_dict())
-    logger.info("%s: %d train / %d val patches, model with %d parameters", site_name, len(data.train_x),
-                len(data.val_x), count_parameters(model))
-    n_sites = 1 + len(ctx.hosts)
-    budget_rounds, dp_error = _dp_plan(privacy, config, data, n_sites)
-    site_check(ctx, site_name, {"signature": model_signature(model), "patch_spec": dataset.summary["patch_spec"],
-                                "schedule": {"rounds": config.rounds, "aggregation": aggregation,
-                                             "patience": config.patience, "dp": privacy.to_dict()},
-                                "dp_error": dp_error})
-    # The sites (not the arbiter) agree on the rounds every site's budget allows.
-    max_rounds = agree_min(ctx, "dp_rounds", budget_rounds) if privacy.max_epsilon is not None else None
-    if max_rounds is not None and max_rounds < config.rounds:
-        logger.info("%s: the privacy budget (max_epsilon %s) allows %d of %d rounds", site_name,
-                    privacy.max_epsilon, max_rounds, config.rounds)
-    store, resume_state = _checkpoints(ctx, site_name, checkpoint_dir, resume, model, config, aggregation, privacy)
-    aggregator = make_client(aggregation, agg_options).setup(ctx)
+class RoundMetrics:
+    """Round observer: the site's per-round FATE metrics, its log line, and the history kept in the model's meta.
 
-    history: list[dict] = []
+    One loss-typed series (train_loss) per task, the rest non-loss types: see _metrics' docstring.
+    global_val_loss stays last: the progress line takes it as "this round is complete".
+    """
 
-    def on_round(report: RoundReport) -> None:
-        # One loss-typed series (train_loss) per task, the rest non-loss types: see _metrics' docstring.
-        # global_val_loss stays last: the progress line takes it as "this round is complete".
-        round_ctx = ctx.on_iterations.indexed_ctx(report.round)
+    def __init__(self, ctx, site_name: str, paillier_stats: Callable[[], Any] | None) -> None:
+        self._ctx, self._site_name, self._paillier_stats = ctx, site_name, paillier_stats
+        self.history: list[dict] = []
+
+    def round_done(self, report: RoundReport, state: Callable[[], TrainingState], round_handle: Any) -> None:
+        round_ctx = self._ctx.on_iterations.indexed_ctx(report.round)
         _metrics.log_round_loss(round_ctx, "train_loss", report.train_loss)
-        _metrics.log_round(round_ctx, "val_loss", _finite(report.val["loss"]))
-        _metrics.log_round(round_ctx, "val_auc", _finite(report.val["auc"]), type="auc")
-        stats = getattr(aggregator, "last", {}).get("model")
+        _metrics.log_round(round_ctx, "val_loss", _metrics.non_finite_to_minus_one(report.val["loss"]))
+        _metrics.log_round(round_ctx, "val_auc", _metrics.non_finite_to_minus_one(report.val["auc"]), type="auc")
+        stats = self._paillier_stats() if self._paillier_stats is not None else None
         if stats is not None:
             _metrics.log_round(round_ctx, "paillier_encrypt_seconds", stats.encrypt_seconds)
             _metrics.log_round(round_ctx, "paillier_decrypt_seconds", stats.decrypt_seconds)
             _metrics.log_round(round_ctx, "bytes_sent", float(stats.bytes_sent))
             _metrics.log_round(round_ctx, "clipped_values", float(stats.clipped))
-        _metrics.log_round(round_ctx, "learning_rate", report.extra["learning_rate"])
-        epsilon = report.extra.get("epsilon")
+        _metrics.log_round(round_ctx, "learning_rate", report.learning_rate)
+        epsilon = report.epsilon
         if epsilon is not None and math.isfinite(epsilon):
             _metrics.log_round(round_ctx, "epsilon", epsilon)
-        if "update_norm" in report.extra:
-            _metrics.log_round(round_ctx, "update_norm", report.extra["update_norm"])
+        if report.update_norm is not None:
+            _metrics.log_round(round_ctx, "update_norm", report.update_norm)
         _metrics.log_round(round_ctx, "global_val_loss", report.global_val_loss)
-        history.append({"round": report.round, "train_loss": report.train_loss, "val": report.val,
-                        "learning_rate": report.extra["learning_rate"], "best_round": report.extra["best_round"],
-                        "global_val_loss": report.global_val_loss, "train_seconds": report.train_seconds,
-                        "aggregate_seconds": report.aggregate_seconds, "epsilon": report.extra.get("epsilon"),
-                        "budget_spent": report.extra.get("budget_spent", False)})
+        self.history.append({"round": report.round, "train_loss": report.train_loss, "val": report.val,
+                             "learning_rate": report.learning_rate, "best_round": report.best_round,
+                             "global_val_loss": report.global_val_loss, "train_seconds": report.train_seconds,
+                             "aggregate_seconds": report.aggregate_seconds, "epsilon": epsilon,
+                             "budget_spent": report.budget_spent})
         logger.info("[Round %d] %s loss: %.4f | val loss %.4f auc %.3f | global val loss %.4f%s", report.round + 1,
-                    site_name, report.train_loss, report.val["loss"], report.val["auc"], report.global_val_loss,
-                    f" | epsilon {epsilon:.3g}" if epsilon is not None else "")
+                    self._site_name, report.train_loss, report.val["loss"], report.val["auc"],
+                    report.global_val_loss, f" | epsilon {epsilon:.3g}" if epsilon is not None else "")
 
+
+class ContinueSignal:
+    """Round observer of the guest: tells the arbiter whether the sites continue (every site decided the same)."""
+
+    def round_done(self, report: RoundReport, state: Callable[[], TrainingState], round_handle: Any) -> None:
+        round_handle.sub_ctx("control").arbiter.put("continue", not report.stopped)
+
+
+def train_site(ctx, job: TrainJob, artifacts: SiteArtifacts) -> None:
+    config, privacy = job.config, job.privacy
+    check_aggregation(job.aggregation, job.allow_plaintext)
+    dataset, data = load_site_data(artifacts.train_data.get_directory())
+    model = build_model(job.model, seed=config.seed)
+    if artifacts.warm_start_model is not None:
+        warm, _ = load_model(Path(artifacts.warm_start_model.get_directory()))
+        model.load_state_dict(warm.state_dict())
+    logger.info("%s: %d train / %d val patches, model with %d parameters", job.site_name, len(data.train_x),
+                len(data.val_x), count_parameters(model))
+    n_sites = 1 + len(ctx.hosts)
+    budget_rounds, dp_error = _dp_plan(privacy, config, data, n_sites)
+    site_check(ctx, job.site_name, {"signature": model_signature(model), "patch_spec": dataset.summary["patch_spec"],
+                                    "schedule": {"rounds": config.rounds, "aggregation": job.aggregation,
+                                                 "patience": config.patience, "dp": privacy.to_dict()},
+                                    "dp_error": dp_error})
+    # The sites (not the arbiter) agree on the rounds every site's budget allows.
+    max_rounds = agree_min(ctx, "dp_rounds", budget_rounds) if privacy.max_epsilon is not None else None
+    if max_rounds is not None and max_rounds < config.rounds:
+        logger.info("%s: the privacy budget (max_epsilon %s) allows %d of %d rounds", job.site_name,
+                    privacy.max_epsilon, max_rounds, config.rounds)
+    store, resume_state = _checkpoints(ctx, job, model)
+    aggregator = make_client(job.aggregation, job.agg_options).setup(ctx)
+    # Paillier's client measures each exchange (encryption, bytes); the other schemes have no such figures.
+    metrics = RoundMetrics(ctx, job.site_name,
+                           (lambda: aggregator.last.get("model")) if job.aggregation == "paillier" else None)
+    observers = [metrics, *([store] if store else []), *([ContinueSignal()] if ctx.is_on_guest else [])]
     try:
-        run_site(model, data, config, ctx.on_iterations.ctxs_range(config.rounds), aggregator, on_round,
-                 signal_continue=_signal_continue if ctx.is_on_guest else None, privacy=privacy, n_sites=n_sites,
-                 max_rounds=max_rounds, checkpoint=store.save if store else None, resume_state=resume_state)
+        run_site(model, data, config, ctx.on_iterations.ctxs_range(config.rounds), aggregator, privacy=privacy,
+                 n_sites=n_sites, max_rounds=max_rounds, observers=observers, resume=resume_state)
     finally:
         aggregator.close()
-    meta = {"model_config": model_config.to_dict(), "train_config": config.to_dict(), "aggregation": aggregation,
-            "patch_spec": dataset.summary["patch_spec"], "torch": str(torch.__version__), "site_name": site_name,
+    history = metrics.history
+    meta = {"model_config": job.model.to_dict(), "train_config": config.to_dict(), "aggregation": job.aggregation,
+            "patch_spec": dataset.summary["patch_spec"], "torch": str(torch.__version__), "site_name": job.site_name,
             "n_train": len(data.train_x), "n_val": len(data.val_x), "history": history,
             "dp": {**privacy.to_dict(), "epsilon": history[-1]["epsilon"] if history else None,
                    "rounds_trained": len(history)}}
-    if output_model is not None:
-        save_model(Path(output_model.get_directory()), model, meta)
-        output_model.write_metadata({"model_config": meta["model_config"], "rounds": config.rounds})
+    if artifacts.output_model is not None:
+        save_model(Path(artifacts.output_model.get_directory()), model, meta)
+        artifacts.output_model.write_metadata({"model_config": meta["model_config"], "rounds": config.rounds})
     scored = None
-    if test_data is not None and predictions is not None:
-        scored = _write_predictions(model, PatchDataset(Path(test_data.get_directory())), predictions,
-                                    inference_precision)
-    _metrics.log_summary(ctx, "train_summary", site_train_summary(site_name, aggregation, meta, scored))
+    if artifacts.test_data is not None and artifacts.predictions is not None:
+        scored = _write_predictions(model, PatchDataset(Path(artifacts.test_data.get_directory())),
+                                    artifacts.predictions, job.inference_precision)
+    _metrics.log_summary(ctx, "train_summary", site_train_summary(job.site_name, job.aggregation, meta, scored))
 
 
 def site_train_summary(site_name: str, aggregation: str, meta: dict, candidates_scored: int | None) -> dict:
@@ -177,43 +205,39 @@ def site_train_summary(site_name: str, aggregation: str, meta: dict, candidates_
     return summary
 
 
-def _checkpoints(ctx, site_name: str, checkpoint_dir: str, resume: bool, model, config: TrainConfig,
-                 aggregation: str, privacy: DPConfig) -> tuple[CheckpointStore | None, dict | None]:
+def _checkpoints(ctx, job: TrainJob, model: torch.nn.Module) -> tuple[CheckpointStore | None, TrainingState | None]:
     """The site's checkpoint store and, on resume, the state after the last round every site completed.
 
     The sites agree on that round among themselves; the guest tells the arbiter where to continue.
     """
-    fingerprint = hashlib.sha256(json.dumps({"model": model_signature(model)["hash"], "train": config.to_dict(),
-                                             "aggregation": aggregation, "dp": privacy.to_dict()},
+    fingerprint = hashlib.sha256(json.dumps({"model": model_signature(model)["hash"], "train": job.config.to_dict(),
+                                             "aggregation": job.aggregation, "dp": job.privacy.to_dict()},
                                             sort_keys=True, default=str).encode()).hexdigest()
-    store = CheckpointStore(Path(checkpoint_dir), fingerprint) if checkpoint_dir else None
-    if not resume:
+    store = CheckpointStore(Path(job.checkpoint_dir), fingerprint) if job.checkpoint_dir else None
+    if not job.resume:
         if store is not None:
             store.clear()   # a fresh job: earlier checkpoints in this directory are not its rounds
         return store, None
     if store is None:
-        raise ConfigError(f"{site_name}: resume needs checkpoint_dir (set it for every site under parameters.sites)")
+        raise ConfigError(f"{job.site_name}: resume needs checkpoint_dir (set it for every site under "
+                          f"parameters.sites)")
     agreed = agree_min(ctx, "resume_round", store.last_round())
     if ctx.is_on_guest:
         ctx.sub_ctx("resume").arbiter.put("round", agreed)
     if agreed < 0:
-        logger.warning("%s: resume asked, but not every site holds a checkpoint: training starts at round 1", site_name)
+        logger.warning("%s: resume asked, but not every site holds a checkpoint: training starts at round 1",
+                       job.site_name)
         return store, None
-    logger.info("%s: resuming after round %d, the last round every site completed", site_name, agreed + 1)
+    logger.info("%s: resuming after round %d, the last round every site completed", job.site_name, agreed + 1)
     return store, store.load(agreed)
 
 
-def _signal_continue(handle, go_on: bool) -> None:
-    """The guest tells the arbiter whether the sites continue (every site reached the same decision)."""
-    handle.sub_ctx("control").arbiter.put("continue", go_on)
-
-
-def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict, output_model, *,
-                  resume: bool = False) -> None:
-    check_aggregation(aggregation, agg_options.get("allow_plaintext", False))
-    arbiter_check(ctx, check_torch_version=agg_options.get("strict_check", True))
-    start_after = int(ctx.sub_ctx("resume").guest.get("round")) if resume else -1
-    server = make_server(aggregation, agg_options, ctx)
+def train_arbiter(ctx, job: TrainJob, output_model) -> None:
+    config, aggregation = job.config, job.aggregation
+    check_aggregation(aggregation, job.allow_plaintext)
+    arbiter_check(ctx, check_torch_version=job.agg_options.get("strict_check", True))
+    start_after = int(ctx.sub_ctx("resume").guest.get("round")) if job.resume else -1
+    server = make_server(aggregation, job.agg_options, ctx)
     rounds = []
 
     def on_round(round_idx: int, global_val_loss: float | None, seconds: float) -> None:
@@ -229,7 +253,7 @@ def train_arbiter(ctx, config: TrainConfig, aggregation: str, agg_options: dict,
     if output_model is not None:
         directory = Path(output_model.get_directory())
         summary = {"aggregation": aggregation, "rounds": rounds}
-        if hasattr(server, "audit"):
+        if aggregation == "paillier":   # what the arbiter received, for the privacy audit
             summary["audit"] = server.audit()
         replace_file(directory / "arbiter_summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
         output_model.write_metadata({"aggregation": aggregation, "rounds": config.rounds})
@@ -269,8 +293,6 @@ def predict_site(ctx, test_data, input_model, predictions, inference_precision: 
     model, meta = load_model(Path(input_model.get_directory()))
     dataset = PatchDataset(Path(test_data.get_directory()))
     if dataset.summary["patch_spec"] != meta["patch_spec"]:
-        from fate_components.core.errors import ConfigError
-
         raise ConfigError(f"test data were cut with {dataset.summary['patch_spec']}, but the model was trained on "
                           f"{meta['patch_spec']}; run luna16_reader with the training settings")
     n = _write_predictions(model, dataset, predictions, inference_precision)

@@ -95,27 +95,29 @@ def train(
     timeout = federation_timeout if role.is_arbiter else 2 * federation_timeout
     watchdog = _watchdog.FederationWatchdog(timeout, label=lambda party: f"{party[0]} {party[1]}")
     watchdog.install(ctx.federation)
+    from fate_components.core.learning.model import ModelConfig
     from fate_components.core.learning.training import TrainConfig
     from fate_components.core.privacy.dp import DPConfig
 
-    privacy = DPConfig.from_dict(dp)
-    config = TrainConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
-                         learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer, seed=seed,
-                         use_3d_aug=use_3d_aug, lr_schedule=lr_schedule, min_learning_rate=min_learning_rate,
-                         fedprox_mu=fedprox_mu, patience=patience, aug_shift_voxels=aug_shift_voxels,
-                         aug_intensity_jitter=aug_intensity_jitter, negatives_per_positive=negatives_per_positive,
-                         hard_negative_fraction=hard_negative_fraction)
-    # On every party, the arbiter included, before any exchange.
-    privacy.check_training(config.fedprox_mu, config.hard_negative_fraction)
-    agg_options = {"paillier": paillier, "allow_plaintext": allow_plaintext, "strict_check": strict_check}
-    try:
+    try:   # the watchdog stops whatever fails, a setting included
+        config = TrainConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
+                             learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer, seed=seed,
+                             use_3d_aug=use_3d_aug, lr_schedule=lr_schedule, min_learning_rate=min_learning_rate,
+                             fedprox_mu=fedprox_mu, patience=patience, aug_shift_voxels=aug_shift_voxels,
+                             aug_intensity_jitter=aug_intensity_jitter, negatives_per_positive=negatives_per_positive,
+                             hard_negative_fraction=hard_negative_fraction)
+        job = _trainer.TrainJob(site_name=site_name or role.name, config=config, privacy=DPConfig.from_dict(dp),
+                                model=ModelConfig.from_dict(model or {}), aggregation=aggregation,
+                                agg_options={"paillier": paillier, "allow_plaintext": allow_plaintext,
+                                             "strict_check": strict_check},
+                                checkpoint_dir=checkpoint_dir, resume=resume, inference_precision=inference_precision)
+        # On every party, the arbiter included, before any exchange.
+        job.privacy.check_training(config.fedprox_mu, config.hard_negative_fraction)
         if role.is_arbiter:
-            _trainer.train_arbiter(ctx, config, aggregation, agg_options, output_model, resume=resume)
+            _trainer.train_arbiter(ctx, job, output_model)
         else:
-            _trainer.train_site(ctx, config, site_name or role.name, model, aggregation, agg_options, train_data,
-                                test_data, warm_start_model, output_model, predictions, privacy,
-                                checkpoint_dir=checkpoint_dir, resume=resume,
-                                inference_precision=inference_precision)
+            _trainer.train_site(ctx, job, _trainer.SiteArtifacts(train_data, test_data, warm_start_model,
+                                                                 output_model, predictions))
     finally:
         watchdog.stop()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from fate.components.core import GUEST, HOST, Role, cpn, params
 
 from . import _metrics
-from ._artifacts import publish_directory, replace_file
+from ._artifacts import publish_directory
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def lung_evaluation(
                                       desc="keep the N most probable marks of each scan, as LUNA16 (0 keeps all)"),
 ):
     from fate_components.core.evaluation.submission import evaluate_submission
+    from fate_components.core.learning.model_io import replace_file
 
     site_root = Path(site_data.get_directory())
     annotations, excluded = site_root / "annotations.csv", site_root / "annotations_excluded.csv"
@@ -49,11 +50,9 @@ def lung_evaluation(
     source = getattr(predictions.artifact.metadata, "source", None)
     evaluation = _metrics.evaluation_data(getattr(source, "task_name", None) or "homo_lung_nn", split, labels, scores)
     out_dir = Path(report.get_directory())
+    document = {"split": split, **result, "candidates": {"n": len(labels), **_metrics.scalar_metrics(evaluation)}}
     replace_file(out_dir / "evaluation.json",
-                 lambda p: p.write_text(json.dumps(_finite({"split": split, **result,
-                                                            "candidates": {"n": len(labels),
-                                                                           **_metrics.scalar_metrics(evaluation)}}),
-                                                   indent=2)))
+                 lambda p: p.write_text(json.dumps(_metrics.non_finite_to_none(document), indent=2)))
     publish_directory(report, {"split": split})
     low, high = result["cpm_ci95"]
     _metrics.log_summary(ctx, "froc_summary", {
@@ -63,7 +62,7 @@ def lung_evaluation(
         "n_detected": result["n_detected"], "n_false_positives": result["n_false_positives"],
         "n_marks_dropped": result["n_marks_dropped"], "max_marks_per_scan": result["max_marks_per_scan"],
         "bootstrap": result["bootstrap"], "bootstrap_used": result["bootstrap_used"]})
-    _metrics.log_evaluation(ctx, _finite(evaluation))
+    _metrics.log_evaluation(ctx, _metrics.non_finite_to_none(evaluation))
     ctx.metrics.log_metrics([[x, y] for x, y in zip(result["froc"]["fps_per_scan"], result["froc"]["sensitivity"])],
                             name="froc_curve", type="curve")
     candidate_auc = _metrics.scalar_metrics(evaluation).get("auc", float("nan"))
@@ -82,14 +81,3 @@ def _labelled_scores(path: Path, split: str | None) -> tuple[list[int], list[flo
             labels.append(int(row["class"]))
             scores.append(float(row["probability"]))
     return labels, scores
-
-
-def _finite(value):
-    """NaN (e.g. AUC with no nodule among the evaluated scans) becomes null: FATE's metric store wants JSON."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

@@ -10,13 +10,14 @@ from pathlib import Path
 import torch
 
 from fate_components.core.errors import LungError
+from fate_components.core.learning.signature import first_layer_difference
 
 
 class ArchitectureMismatch(LungError):
     """The two models do not have the same layers and shapes."""
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.is_dir():
         found = sorted(path.rglob("model.pt"))
@@ -33,16 +34,17 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
 
 def compare(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], *, atol: float = 0.0) -> dict:
     """Raises ArchitectureMismatch; else returns the first differing layer and the largest difference."""
-    names_a, names_b = list(a), list(b)
-    for i, (na, nb) in enumerate(zip(names_a, names_b)):
-        if na != nb:
-            raise ArchitectureMismatch(f"layer {i}: '{na}' in A vs '{nb}' in B")
-        if tuple(a[na].shape) != tuple(b[nb].shape):
-            raise ArchitectureMismatch(f"layer '{na}': shape {tuple(a[na].shape)} in A vs {tuple(b[nb].shape)} in B")
-    if len(names_a) != len(names_b):
-        longer = "A" if len(names_a) > len(names_b) else "B"
-        extra = (names_a if longer == "A" else names_b)[min(len(names_a), len(names_b))]
-        raise ArchitectureMismatch(f"A has {len(names_a)} layers, B {len(names_b)}; first extra in {longer}: '{extra}'")
+    names_a = list(a)
+    mismatch = first_layer_difference([(n, tuple(t.shape), None) for n, t in a.items()],
+                                  [(n, tuple(t.shape), None) for n, t in b.items()])
+    if mismatch is not None and mismatch.kind == "name":
+        raise ArchitectureMismatch(f"layer {mismatch.index}: '{mismatch.name_a}' in A vs '{mismatch.name_b}' in B")
+    if mismatch is not None and mismatch.kind == "shape":
+        raise ArchitectureMismatch(f"layer '{mismatch.name_a}': shape {mismatch.shape_a} in A vs {mismatch.shape_b} "
+                                   f"in B")
+    if mismatch is not None:   # the layer counts differ
+        raise ArchitectureMismatch(f"A has {mismatch.length_a} layers, B {mismatch.length_b}; first extra in "
+                                   f"{'A' if mismatch.a_is_longer else 'B'}: '{mismatch.name_a}'")
     first, largest, largest_layer = None, 0.0, None
     for name in names_a:
         diff = float((a[name].double() - b[name].double()).abs().max()) if a[name].numel() else 0.0
@@ -56,7 +58,7 @@ def compare(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], *, atol: flo
 
 def main(path_a: Path, path_b: Path, atol: float = 0.0) -> int:
     try:
-        result = compare(load_state(path_a), load_state(path_b), atol=atol)
+        result = compare(read_state_dict(path_a), read_state_dict(path_b), atol=atol)
     except ArchitectureMismatch as e:
         print(f"architecture mismatch: {e}")
         return 2

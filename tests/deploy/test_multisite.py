@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fate_components.components._trainer import load_model
+from fate_components.core.learning.model_io import load_model
 from fate_components.ops import demo, deploy, flow_server, multisite, runner
 from fate_components.ops.jobs import compile_dag, load_json, parse_sites
 from fate_components.ops.site_data import bind_site, table_bound

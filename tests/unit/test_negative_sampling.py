@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from fate_components.components._checkpoints import CheckpointStore
 from fate_components.core.data.negative_sampling import EpochSampler, NegativeSampling
 from fate_components.core.data.patch_file import RowView
 from fate_components.core.errors import ConfigError
+from fate_components.core.federation.checkpoints import CheckpointStore
 from fate_components.core.federation.round_loop import SiteData, run_site
 from fate_components.core.learning.model import ModelConfig, build_model
 from fate_components.core.learning.training import TrainConfig, get_parameters, train_local
@@ -166,10 +166,10 @@ def test_resume_with_sampling_and_hard_negatives_is_bit_identical(tmp_path):
                          hard_negative_fraction=0.5)
     store = CheckpointStore(tmp_path / "ckpt", fingerprint="job")
     full = build_model(SMALL, seed=0)
-    reports = run_site(full, _site(), config, [(r, None) for r in range(4)], Same(), checkpoint=store.save)
+    reports = run_site(full, _site(), config, [(r, None) for r in range(4)], Same(), observers=[store])
     # Execute
     resumed = build_model(SMALL, seed=0)
-    run_site(resumed, _site(), config, [(r, None) for r in range(4)], Same(), resume_state=store.load(1))
+    run_site(resumed, _site(), config, [(r, None) for r in range(4)], Same(), resume=store.load(1))
     # Assert: the site's weight is its epoch size (4 positives + 8 negatives); the resumed model is identical
     assert {r.n_train for r in reports} == {12}
     for a, b in zip(get_parameters(full), get_parameters(resumed)):

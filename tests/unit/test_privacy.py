@@ -137,8 +137,8 @@ def test_round_loop_reports_the_accountants_epsilon_every_round():
     for report in reports:
         library = RDPAccountant()
         library.history = [(1.5, rate, steps_per_epoch * 2 * (report.round + 1))]
-        assert report.extra["epsilon"] == pytest.approx(library.get_epsilon(1e-2), rel=1e-12)
-    assert reports[0].extra["epsilon"] < reports[1].extra["epsilon"] < reports[2].extra["epsilon"]
+        assert report.epsilon == pytest.approx(library.get_epsilon(1e-2), rel=1e-12)
+    assert reports[0].epsilon < reports[1].epsilon < reports[2].epsilon
 
 
 def test_budget_allows_the_last_round_within_max_epsilon_and_not_one_more():
@@ -165,16 +165,20 @@ def test_round_loop_stops_after_max_rounds_and_keeps_that_model():
         def weighted_mean(self, handle, tag, arrays, weight):
             return arrays
 
+    class Arbiter:   # what the guest would tell the arbiter: continue or not
+        def round_done(self, report, state, handle):
+            seen.append(not report.stopped)
+
     model = build_model(SMALL, seed=0)
     # Execute
     reports = run_site(model, SiteData(x, y, x[:4], y[:4], groups), TrainConfig(rounds=5, local_epochs=1),
-                       [(r, None) for r in range(5)], Same(), signal_continue=lambda h, go: seen.append(go),
+                       [(r, None) for r in range(5)], Same(), observers=[Arbiter()],
                        privacy=DPConfig(mode="sample", noise_multiplier=1.0, delta=0.1, max_epsilon=100.0),
                        max_rounds=2)
     # Assert: two rounds, the arbiter told to stop after the second
     assert [r.round for r in reports] == [0, 1]
     assert seen == [True, False]
-    assert reports[-1].extra["budget_spent"]
+    assert reports[-1].budget_spent and reports[-1].stopped
 
 
 def test_client_mode_clips_the_update_and_adds_the_noise_share():
@@ -268,3 +272,32 @@ def test_noise_is_not_replayable_from_the_jobs_seed():
         trainer.close()
         changes.append(get_parameters(model)[0])
     assert not np.array_equal(changes[0], changes[1])
+
+
+def test_dp_fedavg_filter_sends_the_clipped_update_with_equal_weight_and_passes_the_rest_through():
+    # Prepare: an inner aggregator that records what it is given
+    from fate_components.core.privacy.dp_fedavg import DPFedAvg
+
+    sent = []
+
+    class Recording:
+        def weighted_mean(self, handle, tag, arrays, weight):
+            sent.append((tag, [a.copy() for a in arrays], weight))
+            return arrays
+
+    model = build_model(SMALL, seed=0)
+    start = get_parameters(model)
+    privacy = DPConfig(mode="client", noise_multiplier=0.0, max_grad_norm=0.5, delta=0.1)
+    dp = DPFedAvg(Recording(), privacy, n_sites=3, noise=torch.Generator().manual_seed(0))
+    # Execute: the round starts, the local model moved by 1.0 in every entry, then the validation loss
+    dp.begin_round(0, model)
+    mean = dp.weighted_mean(None, "model", [s + 1.0 for s in start], 40.0)
+    dp.weighted_mean(None, "val_loss", [np.array([0.3])], 7.0)
+    # Assert: the update (not the model) went out, clipped to norm 0.5, weight 1; the loss untouched
+    (tag, update, weight), (loss_tag, loss, loss_weight) = sent
+    assert (tag, weight, loss_tag, loss_weight) == ("model", 1.0, "val_loss", 7.0)
+    norm = math.sqrt(sum(float(np.sum(np.square(u, dtype=np.float64))) for u in update))
+    assert norm == pytest.approx(0.5, rel=1e-5) and loss[0][0] == 0.3
+    assert dp.update_norm == pytest.approx(math.sqrt(sum(s.size for s in start)), rel=1e-6)
+    np.testing.assert_allclose(mean[0], start[0] + update[0], rtol=0, atol=0)
+    assert dp.epsilon == math.inf   # no noise: no privacy

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from fate_components.components._checkpoints import CheckpointStore
 from fate_components.components._watchdog import FederationWatchdog
 from fate_components.core.errors import ConfigError
+from fate_components.core.federation.checkpoints import CheckpointStore
 from fate_components.core.federation.round_loop import SiteData, run_site
+from fate_components.core.federation.state import TrainingState
 from fate_components.core.learning.model import ModelConfig, build_model
 from fate_components.core.learning.training import TrainConfig, get_parameters
 
@@ -35,10 +36,10 @@ def test_resuming_after_a_round_ends_with_the_uninterrupted_model(tmp_path):
     config = TrainConfig(rounds=4, local_epochs=1, learning_rate=1e-3, batch_size=4)
     store = CheckpointStore(tmp_path / "ckpt", fingerprint="job-a")
     full = build_model(SMALL, seed=0)
-    run_site(full, _data(), config, [(r, None) for r in range(4)], Same(), checkpoint=store.save)
+    run_site(full, _data(), config, [(r, None) for r in range(4)], Same(), observers=[store])
     # Execute: a new job resumes from the checkpoint of round 2 (index 1)
     resumed = build_model(SMALL, seed=0)
-    reports = run_site(resumed, _data(), config, [(r, None) for r in range(4)], Same(), resume_state=store.load(1))
+    reports = run_site(resumed, _data(), config, [(r, None) for r in range(4)], Same(), resume=store.load(1))
     # Assert: only rounds 3 and 4 ran, and the model is bit-identical to the uninterrupted one
     assert store.rounds() == [0, 1, 2, 3]
     assert [r.round for r in reports] == [2, 3]
@@ -47,7 +48,11 @@ def test_resuming_after_a_round_ends_with_the_uninterrupted_model(tmp_path):
 
 
 def test_checkpoint_of_other_settings_is_refused_naming_the_file(tmp_path):
-    CheckpointStore(tmp_path, "job-a").save({"round": 0, "model": {"w": torch.zeros(2)}})
+    state = TrainingState(round=0, model={"w": torch.zeros(2)}, optimizer={}, generator=torch.Generator().get_state(),
+                          torch_rng=torch.get_rng_state(), best_loss=float("inf"), best_round=-1, best_state=None,
+                          dp_steps=0)
+    CheckpointStore(tmp_path, "job-a").save(state)
+    assert CheckpointStore(tmp_path, "job-a").load(0).model["w"].shape == (2,)
     with pytest.raises(ConfigError, match=r"round_0000.pt was written by a job with another model"):
         CheckpointStore(tmp_path, "job-b").load(0)
     with pytest.raises(ConfigError, match=r"no checkpoint of round 4"):

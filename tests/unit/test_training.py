@@ -173,15 +173,17 @@ def test_early_stopping_stops_every_site_at_the_same_round_and_keeps_the_best_mo
                 return [np.array([next(losses)])]
             return arrays
 
-    def remember(report):
-        snapshots[report.round] = [p.copy() for p in get_parameters(model)]
+    class Remember:   # each round's model, and what the guest would tell the arbiter
+        def round_done(self, report, state, handle):
+            snapshots[report.round] = [p.copy() for p in get_parameters(model)]
+            signals.append((handle, not report.stopped))
 
     signals = []
     model = build_model(SMALL, seed=0)
     config = TrainConfig(rounds=6, local_epochs=1, learning_rate=1e-3, patience=2)
     # Execute
     reports = run_site(model, SiteData(*_blobs(16, 6), *_blobs(8, 7)), config, [(r, r) for r in range(6)],
-                       Scripted(), on_round=remember, signal_continue=lambda h, go: signals.append((h, go)))
+                       Scripted(), observers=[Remember()])
     # Assert: rounds 2 and 3 did not beat round 1, so training stops after round 3 with round 1's model.
     assert [r.round for r in reports] == [0, 1, 2, 3]
     assert signals == [(0, True), (1, True), (2, True), (3, False)]

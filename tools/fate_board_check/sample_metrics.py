@@ -169,7 +169,7 @@ def today_reader(ctx, f):   # luna16_reader.py
         ctx.metrics.log_metrics(f["skipped"], name="reader_skipped", type="skipped")
 
 
-def today_trainer_site(ctx, f, global_val, rounds):   # _trainer.py train_site.on_round (paillier, no DP)
+def today_trainer_site(ctx, f, global_val, rounds):   # _trainer.py RoundMetrics.round_done (paillier, no DP)
     for r in range(rounds):
         round_ctx = ctx.on_iterations.indexed_ctx(r)
         round_ctx.metrics.log_loss("train_loss", f["train_loss"][r])
@@ -181,7 +181,7 @@ def today_trainer_site(ctx, f, global_val, rounds):   # _trainer.py train_site.o
         round_ctx.metrics.log_scalar("learning_rate", f["learning_rate"][r])
 
 
-def today_trainer_arbiter(ctx, fig, rounds):   # _trainer.py train_arbiter.on_round
+def today_trainer_arbiter(ctx, fig, rounds):   # _trainer.py train_arbiter (its on_round)
     for r in range(rounds):
         round_ctx = ctx.on_iterations.indexed_ctx(r)
         round_ctx.metrics.log_scalar("round_seconds", fig["round_seconds"][r])

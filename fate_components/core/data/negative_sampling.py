@@ -25,6 +25,7 @@ contribution whatever was kept, so Opacus' accounting of the patient sampling is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -86,6 +87,12 @@ class EpochSampler:
         if n == len(self.negatives):
             return np.arange(n)
         return np.sort(torch.randperm(len(self.negatives), generator=generator)[:n].numpy())
+
+    def refresh_hard_negatives(self, generator: torch.Generator, score: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Rank a fresh pool of negatives by `score(rows)` (the round's model); nothing without hard negatives."""
+        if self.wants_scores:
+            pool = self.hard_pool(generator)
+            self.rescore(pool, score(self.negatives[pool]))
 
     def rescore(self, pool: np.ndarray, scores: np.ndarray) -> None:
         """The current model's `scores` of the negatives at positions `pool`; hardest first, ties by row."""

@@ -95,6 +95,7 @@ class LocalResult:
     loss: float          # mean training loss over the local epochs' last epoch
     n_samples: int
     seconds: float
+    score_seconds: float = 0.0   # scoring negatives for hard-negative mining before the epochs
 
 
 def _as_tensor(patches: np.ndarray) -> torch.Tensor:

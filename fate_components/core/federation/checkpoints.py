@@ -3,21 +3,25 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
 from fate_components.core.errors import ConfigError
+from fate_components.core.federation.state import TrainingState
+from fate_components.core.learning.model_io import replace_file
 
-from ._artifacts import replace_file
+__all__ = ["CheckpointStore"]
 
 _NAME = re.compile(r"^round_(\d{4})\.pt$")
 
 
 class CheckpointStore:
-    """`round_NNNN.pt` files, each the whole training state after round NNNN, written whole or not at all.
+    """`round_NNNN.pt` files, each the whole `TrainingState` after round NNNN, written whole or not at all.
 
     Every checkpoint carries the job's fingerprint (model signature and training settings);
-    a resume with different settings is refused, naming the file.
+    a resume with different settings is refused, naming the file. As a round observer of
+    `run_site` it checkpoints every completed round.
     """
 
     def __init__(self, directory: Path, fingerprint: str) -> None:
@@ -37,12 +41,12 @@ class CheckpointStore:
         for r in self.rounds():
             self._path(r).unlink(missing_ok=True)
 
-    def save(self, state: dict) -> None:
+    def save(self, state: TrainingState) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        replace_file(self._path(state["round"]),
-                     lambda p: torch.save({**state, "fingerprint": self.fingerprint}, p))
+        replace_file(self._path(state.round),
+                     lambda p: torch.save({**state.to_dict(), "fingerprint": self.fingerprint}, p))
 
-    def load(self, round_idx: int) -> dict:
+    def load(self, round_idx: int) -> TrainingState:
         path = self._path(round_idx)
         if not path.exists():
             raise ConfigError(f"resume: no checkpoint of round {round_idx + 1} at {path}")
@@ -50,7 +54,10 @@ class CheckpointStore:
         if state.get("fingerprint") != self.fingerprint:
             raise ConfigError(f"resume: {path} was written by a job with another model or other training settings; "
                               f"resume with the same conf, or start without resume")
-        return state
+        return TrainingState.from_dict(state)
+
+    def round_done(self, report: Any, state: Callable[[], TrainingState], round_handle: Any) -> None:
+        self.save(state())
 
     def _path(self, round_idx: int) -> Path:
         return self.directory / f"round_{round_idx:04d}.pt"
