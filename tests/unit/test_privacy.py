@@ -78,6 +78,20 @@ def test_clipping_bounds_each_patients_contribution_whatever_their_patch_count()
     assert float(both.norm()) <= 2 * clip / expected * (1 + 1e-4)
 
 
+def test_clipping_holds_when_a_patients_rows_are_interleaved_and_their_codes_sort_out_of_row_order():
+    # Prepare: two patients whose patches alternate in the dataset; "1.2.9" owns row 0 but sorts after "1.2.10"
+    x, y, _ = _patients(8, 1)
+    groups = np.asarray(["1.2.9", "1.2.10"] * 4, dtype=object)
+    clip, expected = 1e-3, 2
+    config = DPConfig(mode="sample", noise_multiplier=0.0, max_grad_norm=clip, delta=1e-3)
+    # Execute: in passes of at most 2 patches, as before, each pass must hold whole patients
+    _, one = _one_step(config, [1], expected, x=x, y=y, groups=groups, max_patches_per_pass=2)
+    _, both = _one_step(config, [0, 1], expected, x=x, y=y, groups=groups, max_patches_per_pass=2)
+    # Assert: one patient is one clipped gradient row, not one per run of its rows
+    assert float(one.norm()) == pytest.approx(clip / expected, rel=1e-4)
+    assert float(both.norm()) <= 2 * clip / expected * (1 + 1e-4)
+
+
 @pytest.mark.parametrize("max_patches_per_pass", [32, 3, 1])   # all at once; one patient a pass; still one
 def test_without_noise_and_clipping_a_step_equals_the_non_dp_step(max_patches_per_pass):
     # Prepare: the non-DP gradient of the same objective: per patient the mean patch loss, summed, / expected

@@ -206,12 +206,15 @@ class PatientDPSGD:
         if active is not None:
             rows = rows[active[rows]]
             patients = np.unique(self._rows_of[rows])
+        # Rows grouped by patient (in row order within one): each chunk below must hold whole patients, yet a
+        # patient's rows need not be contiguous, nor codes sort in row order (seriesuid 1.2.10 sorts before 1.2.9).
+        rows = rows[np.argsort(self._rows_of[rows], kind="stable")]
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         if len(rows):
             x = augment(torch.from_numpy(np.ascontiguousarray(patches[rows], dtype=np.float32)))
             y = torch.from_numpy(np.asarray(labels[rows], dtype=np.float32))
-            owner = np.searchsorted(np.sort(patients), self._rows_of[rows])   # rows are sorted, so by patient
+            owner = np.searchsorted(np.sort(patients), self._rows_of[rows])   # non-decreasing: rows are by patient
             counts = np.bincount(owner, minlength=len(patients))
             per_patient: dict[int, list[torch.Tensor]] = {}
             # Per-sample gradients cost memory per patch; whole patients at a time keep it bounded.
