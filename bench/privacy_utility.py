@@ -47,8 +47,9 @@ def _dp_sgd_overhead(data, conf: dict, patients_per_step: int, epochs: int) -> t
     """Seconds per epoch of plain training and of DP-SGD on the same site's patches, side by side, 1 thread."""
     import torch
 
+    from fate_components.core.learning.augmentation import augment_3d
     from fate_components.core.learning.model import build_model
-    from fate_components.core.learning.training import TrainConfig, augment_3d, train_local
+    from fate_components.core.learning.training import TrainConfig, train_local
     from fate_components.core.privacy.dp import DPConfig, PatientDPSGD, train_local_dp
 
     torch.set_num_threads(1)
@@ -87,8 +88,8 @@ def _print_row(row: dict, heldout, n_boot: int, base_epoch: float | None) -> Non
 def main(argv=None) -> int:
     from opacus.accountants.utils import get_noise_multiplier
 
-    from fate_components.core.learning.model_io import load_model
     from fate_components.core.learning.model import build_model
+    from fate_components.core.learning.model_io import load_model
     from fate_components.core.privacy.dp import DPConfig, epsilon_for, patient_sampling
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -103,7 +103,7 @@ def test_augmentation_keeps_shape_and_content_and_varies():
     # Prepare
     x = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4, 4)
     g = torch.Generator().manual_seed(0)
-    from fate_components.core.learning.training import augment_3d
+    from fate_components.core.learning.augmentation import augment_3d
     # Execute
     outs = [augment_3d(x, g, max_shift=0, jitter=0) for _ in range(20)]
     # Assert: flips and rotations alone keep shape and the multiset of voxel values, not always the identity
@@ -114,7 +114,7 @@ def test_augmentation_keeps_shape_and_content_and_varies():
 
 
 def test_shift_moves_content_and_fills_with_air():
-    from fate_components.core.learning.training import shift_3d
+    from fate_components.core.learning.augmentation import shift_3d
 
     x = torch.rand(1, 1, 6, 6, 6) + 0.5
     out = shift_3d(x, [2, -1, 0])
@@ -124,7 +124,7 @@ def test_shift_moves_content_and_fills_with_air():
 
 
 def test_full_augmentation_shifts_at_most_two_voxels_and_jitters_mildly():
-    from fate_components.core.learning.training import augment_3d
+    from fate_components.core.learning.augmentation import augment_3d
 
     g = torch.Generator().manual_seed(1)
     x = torch.zeros(4, 1, 16, 16, 16)

@@ -17,7 +17,8 @@ from torch import nn
 from fate_components.core.data.negative_sampling import EpochSampler
 from fate_components.core.data.patch_file import RowView
 from fate_components.core.errors import ConfigError
-from fate_components.core.learning.training import LocalResult, TrainConfig, augment_3d, predict_proba, train_local
+from fate_components.core.learning.augmentation import augment_3d
+from fate_components.core.learning.training import LocalResult, TrainConfig, predict_proba, train_local
 from fate_components.core.privacy.dp import DPConfig, PatientDPSGD, train_local_dp
 
 if TYPE_CHECKING:
