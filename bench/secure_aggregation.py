@@ -94,7 +94,7 @@ def bench_ours(updates, weights, public, secret):
     total, agg = _timed(lambda: cipher.add_all(public, [cipher.from_wire(public, b, n_ct, f"site {i}")
                                                         for i, b in enumerate(blobs)]))
     decryptor = cipher.Decryptor(public, secret)
-    # Each site decrypts one third and the sites exchange the decrypted thirds (see _paillier.py).
+    # Each site decrypts one third and the sites exchange the decrypted thirds (see secure_agg/protocol.py).
     shard = total[: -(-len(total) // SITES)]
     _, dec_shard = _timed(lambda: decryptor.decrypt_with_fate(shard))
     plain = decryptor.decrypt_with_fate(total)

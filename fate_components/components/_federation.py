@@ -1,4 +1,9 @@
-"""FATE-side implementations of the core's aggregation seam, plus the pre-round signature check."""
+"""The aggregation schemes on FATE: FATE's own mask-based secure aggregation, the Paillier protocol of
+`fate_components.secure_agg` driven through FATE contexts, the factories, and the pre-round checks taking a ctx.
+
+What `_trainer.py` calls here takes FATE contexts; the Paillier protocol and the checks are written against
+`secure_agg.channel.Channel`, and `FateChannel` adapts each context handed in.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,22 +12,21 @@ import numpy as np
 from fate.arch import Context
 from fate.arch.protocol.secure_aggregation import SecureAggregatorClient, SecureAggregatorServer
 
-from fate_components.core.errors import LungError
-from fate_components.core.learning.signature import signature_mismatch
+from fate_components.secure_agg import checks
+from fate_components.secure_agg.channel import FederationError
+from fate_components.secure_agg.protocol import ExchangeStats, PaillierClient, PaillierOptions, PaillierServer
+
+from ._fate_channel import FateChannel
 
 AGGREGATION_TAGS = ("model", "val_loss")
 logger = logging.getLogger(__name__)
-
-
-class FederationError(LungError):
-    """A federation-level failure: parties disagree, a party is missing, or a check failed."""
 
 
 def _site_ranks(ctx: Context) -> list[int]:
     return [ctx.guest.rank, *ctx.hosts.ranks]
 
 
-class SecAggClient:
+class MaskedAggClient:
     """FATE's pairwise-mask secure aggregation (Diffie-Hellman seeded masks cancel in the sum).
 
     With `plaintext=True` it is FATE's mock mode: updates travel in the clear (debugging only).
@@ -32,7 +36,7 @@ class SecAggClient:
         self._plaintext = plaintext
         self._clients: dict[str, SecureAggregatorClient] = {}
 
-    def setup(self, ctx: Context) -> "SecAggClient":
+    def setup(self, ctx: Context) -> "MaskedAggClient":
         for tag in AGGREGATION_TAGS:
             client = SecureAggregatorClient(prefix=f"lung_{tag}", is_mock=self._plaintext)
             client.dh_exchange(ctx.sub_ctx(f"dh_{tag}"), _site_ranks(ctx))
@@ -51,7 +55,9 @@ class SecAggClient:
         pass
 
 
-class SecAggServer:
+class MaskedAggServer:
+    """The arbiter's half of FATE's mask-based secure aggregation (it sees the mean)."""
+
     def __init__(self, ctx: Context, plaintext: bool = False) -> None:
         self._servers = {tag: SecureAggregatorServer(_site_ranks(ctx), prefix=f"lung_{tag}", is_mock=plaintext)
                          for tag in AGGREGATION_TAGS}
@@ -60,23 +66,53 @@ class SecAggServer:
         return self._servers[tag].secure_aggregate(round_ctx.sub_ctx(tag))
 
 
-AGGREGATIONS = ("paillier", "secagg", "plaintext")
+class FatePaillierClient:
+    """`PaillierClient` driven with the FATE contexts the round loop hands it."""
+
+    def __init__(self, options: PaillierOptions) -> None:
+        self._client = PaillierClient(options)
+
+    @property
+    def last(self) -> dict[str, ExchangeStats]:
+        return self._client.last
+
+    def setup(self, ctx: Context) -> "FatePaillierClient":
+        self._client.setup(FateChannel(ctx))
+        return self
+
+    def weighted_mean(self, round_ctx: Context, tag: str, arrays: list[np.ndarray], weight: float) -> list[np.ndarray]:
+        return self._client.weighted_mean(FateChannel(round_ctx), tag, arrays, weight)
+
+    def close(self) -> None:
+        self._client.close()
 
 
-def make_client(aggregation: str, options: dict):
+class FatePaillierServer:
+    """`PaillierServer` driven with FATE contexts; receives the public key when built, as the sites finish setup."""
+
+    def __init__(self, ctx: Context, options: PaillierOptions) -> None:
+        self._server = PaillierServer.connect(FateChannel(ctx), options)
+
+    def aggregate(self, round_ctx: Context, tag: str) -> None:
+        return self._server.aggregate(FateChannel(round_ctx), tag)
+
+    def audit(self) -> dict:
+        return self._server.audit()
+
+
+AGGREGATIONS = ("paillier", "fate_masks", "plaintext")
+
+
+def make_client(aggregation: str, options: dict) -> FatePaillierClient | MaskedAggClient:
     if aggregation == "paillier":
-        from ._paillier import PaillierClient, PaillierOptions
-
-        return PaillierClient(PaillierOptions.from_dict(options.get("paillier")))
-    return SecAggClient(plaintext=aggregation == "plaintext")
+        return FatePaillierClient(PaillierOptions.from_dict(options.get("paillier")))
+    return MaskedAggClient(plaintext=aggregation == "plaintext")
 
 
-def make_server(aggregation: str, options: dict, ctx: Context):
+def make_server(aggregation: str, options: dict, ctx: Context) -> FatePaillierServer | MaskedAggServer:
     if aggregation == "paillier":
-        from ._paillier import PaillierOptions, PaillierServer
-
-        return PaillierServer(ctx, PaillierOptions.from_dict(options.get("paillier")))
-    return SecAggServer(ctx, plaintext=aggregation == "plaintext")
+        return FatePaillierServer(ctx, PaillierOptions.from_dict(options.get("paillier")))
+    return MaskedAggServer(ctx, plaintext=aggregation == "plaintext")
 
 
 def check_aggregation(aggregation: str, allow_plaintext: bool) -> None:
@@ -91,54 +127,16 @@ def check_aggregation(aggregation: str, allow_plaintext: bool) -> None:
                        "Debugging only; never use with patient data. !!!")
 
 
-def _party_label(name: str, party_id: str) -> str:
-    return f"{name} ({party_id})"
-
-
 def site_check(ctx: Context, site_name: str, payload: dict) -> None:
     """Send this site's model signature and settings to the arbiter; raise if it reports a mismatch."""
-    check_ctx = ctx.sub_ctx("site_check")
-    check_ctx.arbiter.put("site_info", {"site_name": site_name, **payload})
-    verdict = check_ctx.arbiter.get("verdict")
-    if verdict:
-        raise FederationError(verdict)
+    checks.site_check(FateChannel(ctx), site_name, payload)
 
 
 def agree_min(ctx: Context, name: str, value: int) -> int:
-    """The sites (never the arbiter) agree on the minimum of their `value`s: hosts tell the guest, it tells them."""
-    sub = ctx.sub_ctx(f"agree_{name}")
-    if ctx.is_on_guest:
-        agreed = min([int(value), *(int(v) for v in sub.hosts.get(name))])
-        sub.hosts.put(f"{name}_agreed", agreed)
-        return agreed
-    sub.guest.put(name, int(value))
-    return int(sub.guest.get(f"{name}_agreed"))
+    """The sites (never the arbiter) agree on the minimum of their `value`s."""
+    return checks.agree_min(FateChannel(ctx), name, value)
 
 
 def arbiter_check(ctx: Context, *, check_torch_version: bool = True) -> None:
-    """Collect every site's signature and settings, compare, tell every site the verdict, raise on mismatch."""
-    check_ctx = ctx.sub_ctx("site_check")
-    infos = [check_ctx.guest.get("site_info"), *check_ctx.hosts.get("site_info")]
-    parties = [ctx.guest.party, *[h.party for h in ctx.hosts]]
-    labels = [_party_label(info["site_name"], party[1]) for info, party in zip(infos, parties)]
-    verdict = next((f"Differential privacy check failed at {label}: {info['dp_error']}"
-                    for label, info in zip(labels, infos) if info.get("dp_error")), None)
-    verdict = verdict or signature_mismatch({label: info["signature"] for label, info in zip(labels, infos)},
-                                            check_torch_version=check_torch_version)
-    if verdict is None:
-        verdict = _settings_mismatch(labels, infos)
-    check_ctx.guest.put("verdict", verdict)
-    check_ctx.hosts.put("verdict", verdict)
-    if verdict:
-        raise FederationError(verdict)
-
-
-def _settings_mismatch(labels: list[str], infos: list[dict]) -> str | None:
-    """Sites must normalise identically and agree on the training schedule."""
-    for key, what in (("patch_spec", "patch/normalisation settings"), ("schedule", "training schedule")):
-        ref = infos[0][key]
-        for label, info in zip(labels[1:], infos[1:]):
-            if info[key] != ref:
-                return (f"Site check failed: {what} differ: {labels[0]} {ref} vs {label} {info[key]}; "
-                        f"every site must use the same values")
-    return None
+    """Compare every site's signature and settings, tell every site the verdict, raise on mismatch."""
+    checks.arbiter_check(FateChannel(ctx), check_torch_version=check_torch_version)

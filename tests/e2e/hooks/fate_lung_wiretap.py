@@ -75,8 +75,8 @@ def _tap_client(class_name: str):
 _PATCHES = {
     "fate.arch.federation.backends.standalone._federation": _tap_federation,
     "fate_components.secure_agg.keys": _tap_keygen,
-    "fate_components.components._paillier": _tap_client("PaillierClient"),
-    "fate_components.components._federation": _tap_client("SecAggClient"),
+    "fate_components.secure_agg.protocol": _tap_client("PaillierClient"),
+    "fate_components.components._federation": _tap_client("MaskedAggClient"),
 }
 
 

@@ -1,12 +1,20 @@
-"""Paillier secure aggregation over FATE's federation: the sites' half and the arbiter's half.
+"""The Paillier secure-aggregation protocol: the sites' half (`PaillierClient`) and the arbiter's (`PaillierServer`).
 
-Per exchange (one `weighted_mean` call), every site sends Enc(packed fixed-point of
-(n_s/N) * x_s); the arbiter multiplies ciphertexts (adds plaintexts) with FATE's evaluator
-and returns one shard of the encrypted sum to each site; each site decrypts its shard and
-the decrypted shards (parts of the aggregate, which every site obtains anyway) meet at the
-guest, which hands them all to every host, so decryption work is split between the sites. N, the total weight of an
-exchange, travels the same way (as one ciphertext per site) the first time a tag is used.
-The arbiter holds the public key only.
+Written against `Channel`, so it runs over FATE's federation (components/_fate_channel.py) and over
+the in-memory channel of the unit tests alike.
+
+Setup (tag ``paillier_keys``): the guest generates the key pair and deals it to each host in turn
+(``dh_public`` -> ``dh_public_reply`` -> ``sealed_key``: public key, DJN base h_n, and the secret key
+sealed under their Diffie-Hellman secret), then sends the arbiter the public key only (``public_key``).
+
+Per exchange (one `weighted_mean` call, under the exchange's tag), every site sends
+Enc(packed fixed-point of (n_s/N) * x_s) (``values_cipher``); the arbiter multiplies ciphertexts
+(adds plaintexts) with FATE's evaluator and returns one shard of the encrypted sum to each site
+(``values_shard``, or the error text when a site's message was bad); each site decrypts its shard
+and the decrypted shards (parts of the aggregate, which every site obtains anyway) meet at the
+guest (``values_plain``), which hands them all to every host (``values_plain_all``), so decryption
+work is split between the sites. N, the total weight of an exchange, travels the same way (the
+``weight_*`` messages, one ciphertext per site) the first time a tag is used.
 """
 from __future__ import annotations
 
@@ -15,14 +23,19 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from fate.arch import Context
 
 from fate_components.core.errors import ConfigError, LungError, reject_unknown_options
-from fate_components.secure_agg import cipher
-from fate_components.secure_agg._obfuscation_worker import public_base
-from fate_components.secure_agg.keys import PublicKey, SecretKey, check_key_bits, generate_keypair, seal, unseal
-from fate_components.secure_agg.obfuscation import ObfuscatorPool
-from fate_components.secure_agg.packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
+
+from . import cipher
+from ._obfuscation_worker import public_base
+from .channel import Channel, Site
+from .keys import PublicKey, SecretKey, check_key_bits, generate_keypair, seal, unseal
+from .obfuscation import ObfuscatorPool
+from .packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
+
+__all__ = ["PaillierOptions", "ExchangeStats", "PaillierClient", "PaillierServer"]
+
+KEY_TAG = "paillier_keys"
 
 
 @dataclass(frozen=True)
@@ -42,12 +55,14 @@ class PaillierOptions:
         return options
 
 
-def _ranks(ctx: Context) -> list[int]:
-    return [ctx.guest.rank, *ctx.hosts.ranks]
+@dataclass
+class ExchangeStats:
+    """One site's costs of one exchange (logged per round as metrics)."""
 
-
-def _labels(ctx: Context) -> list[str]:
-    return [f"guest {ctx.guest.party[1]}", *[f"host {h.party[1]}" for h in ctx.hosts]]
+    encrypt_seconds: float = 0.0
+    decrypt_seconds: float = 0.0
+    bytes_sent: int = 0
+    clipped: int = 0
 
 
 def _shards(n: int, parts: int) -> list[tuple[int, int]]:
@@ -55,15 +70,45 @@ def _shards(n: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-@dataclass
-class ExchangeStats:
-    encrypt_seconds: float = 0.0
-    decrypt_seconds: float = 0.0
-    bytes_sent: int = 0
-    clipped: int = 0
+def _binding(guest: Site, host_id: str) -> bytes:
+    """What the sealed secret key is bound to: which guest dealt it to which host."""
+    return f"{guest.label} -> host {host_id}".encode()
+
+
+def _deal_key(keys: Channel, options: PaillierOptions) -> tuple[PublicKey, SecretKey, int]:
+    """The guest: generate the key pair, seal the secret key to each host in turn, give the arbiter the public key."""
+    from fate.arch.protocol.diffie_hellman import DiffieHellman
+
+    public, secret = generate_keypair(options.key_bits, allow_weak_key=options.allow_weak_key)
+    h_n = public_base(public.n)
+    guest, *hosts = keys.sites
+    for host in hosts:
+        dh = DiffieHellman()
+        keys.to_party(host.rank, "dh_public", dh.get_public_key())
+        shared = dh.diffie_hellman(keys.from_party(host.rank, "dh_public_reply"))
+        keys.to_party(host.rank, "sealed_key",
+                      (public.to_bytes(), h_n, seal(shared, secret.to_bytes(), _binding(guest, host.party_id))))
+    keys.to_arbiter("public_key", public.to_bytes())
+    return public, secret, h_n
+
+
+def _receive_key(keys: Channel) -> tuple[PublicKey, SecretKey, int]:
+    """A host: answer the guest's Diffie-Hellman and open the sealed secret key."""
+    from fate.arch.protocol.diffie_hellman import DiffieHellman
+
+    dh = DiffieHellman()
+    guest_public = keys.from_guest("dh_public")
+    keys.to_guest("dh_public_reply", dh.get_public_key())
+    shared = dh.diffie_hellman(guest_public)
+    public_bytes, h_n, sealed = keys.from_guest("sealed_key")
+    public = PublicKey.from_bytes(public_bytes)
+    secret = SecretKey.from_bytes(unseal(shared, sealed, _binding(keys.sites[0], keys.party_id)), public)
+    return public, secret, h_n
 
 
 class PaillierClient:
+    """A site's half: one key pair shared by all sites; `weighted_mean` is one exchange."""
+
     def __init__(self, options: PaillierOptions) -> None:
         self.options = options
         self.public: PublicKey | None = None
@@ -72,45 +117,24 @@ class PaillierClient:
         self._totals: dict[str, tuple[float, float]] = {}
         self.last: dict[str, ExchangeStats] = {}
 
-    # -- setup: one key pair for all sites; the secret key travels sealed under Diffie-Hellman ------------
-    def setup(self, ctx: Context) -> "PaillierClient":
-        from fate.arch.protocol.diffie_hellman import DiffieHellman
-
-        key_ctx = ctx.sub_ctx("paillier_keys")
-        if ctx.is_on_guest:
-            public, secret = generate_keypair(self.options.key_bits, allow_weak_key=self.options.allow_weak_key)
-            h_n = public_base(public.n)
-            for host in key_ctx.hosts:
-                dh = DiffieHellman()
-                host.put("dh_public", dh.get_public_key())
-                shared = dh.diffie_hellman(host.get("dh_public_reply"))
-                binding = f"guest {ctx.guest.party[1]} -> host {host.party[1]}".encode()
-                host.put("sealed_key", (public.to_bytes(), h_n, seal(shared, secret.to_bytes(), binding)))
-            key_ctx.arbiter.put("public_key", public.to_bytes())
-        else:
-            dh = DiffieHellman()
-            guest_public = key_ctx.guest.get("dh_public")
-            key_ctx.guest.put("dh_public_reply", dh.get_public_key())
-            shared = dh.diffie_hellman(guest_public)
-            public_bytes, h_n, sealed = key_ctx.guest.get("sealed_key")
-            public = PublicKey.from_bytes(public_bytes)
-            binding = f"guest {ctx.guest.party[1]} -> host {ctx.local.party[1]}".encode()
-            secret = SecretKey.from_bytes(unseal(shared, sealed, binding), public)
+    def setup(self, channel: Channel) -> "PaillierClient":
+        """Agree on the key pair (the secret key travels sealed under Diffie-Hellman); start the obfuscators."""
+        keys = channel.sub(KEY_TAG)
+        public, secret, h_n = _deal_key(keys, self.options) if channel.is_guest else _receive_key(keys)
         self.public = public
         self._decryptor = cipher.Decryptor(public, secret)
         self._spec = PackingSpec.for_key(public.key_bits, precision_bits=self.options.precision_bits,
-                                         clip=self.options.clip, max_sites=max(2, len(_ranks(ctx))))
+                                         clip=self.options.clip, max_sites=max(2, len(channel.sites)))
         self._pool = ObfuscatorPool(public.n, h_n, workers=self.options.obfuscation_workers)
-        self._ctx = ctx
         return self
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
 
-    # -- one exchange ------------------------------------------------------------------------------------
-    def weighted_mean(self, round_ctx: Context, tag: str, arrays: list[np.ndarray], weight: float) -> list[np.ndarray]:
-        sub = round_ctx.sub_ctx(tag)
+    def weighted_mean(self, channel: Channel, tag: str, arrays: list[np.ndarray], weight: float) -> list[np.ndarray]:
+        """sum_s(w_s * x_s) / sum_s(w_s) over all sites, elementwise, as float32 arrays shaped like `arrays`."""
+        sub = channel.sub(tag)
         stats = ExchangeStats()
         total = self._total_weight(sub, tag, weight, stats)
         flat = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
@@ -132,7 +156,7 @@ class PaillierClient:
         self.last[tag] = stats
         return out
 
-    def _total_weight(self, sub: Context, tag: str, weight: float, stats: ExchangeStats) -> float:
+    def _total_weight(self, sub: Channel, tag: str, weight: float, stats: ExchangeStats) -> float:
         known = self._totals.get(tag)
         if known is not None:
             if known[0] != weight:
@@ -148,9 +172,9 @@ class PaillierClient:
         self._totals[tag] = (weight, total)
         return total
 
-    def _exchange(self, sub: Context, name: str, blob: bytes, count: int, stats: ExchangeStats) -> list[int]:
-        sub.arbiter.put(f"{name}_cipher", (count, blob))
-        reply = sub.arbiter.get(f"{name}_shard")
+    def _exchange(self, sub: Channel, name: str, blob: bytes, count: int, stats: ExchangeStats) -> list[int]:
+        sub.to_arbiter(f"{name}_cipher", (count, blob))
+        reply = sub.from_arbiter(f"{name}_shard")
         if isinstance(reply, str):  # the arbiter found a bad message and tells every site why
             raise LungError(reply)
         start, shard_blob = reply
@@ -163,12 +187,12 @@ class PaillierClient:
         # to each other mid-round. Over RabbitMQ, two parties opening their pair's vhost at the same
         # instant could lose the first message (FATE ignores a failed queue creation,
         # fate/arch/federation/backends/rabbitmq/_rabbit_manager.py, create_queue).
-        if self._ctx.is_on_guest:
-            parts = [(start, plain), *(host.get(f"{name}_plain") for host in sub.hosts)]
-            sub.hosts.put(f"{name}_plain_all", parts)
+        if sub.is_guest:
+            parts = [(start, plain), *sub.from_hosts(f"{name}_plain")]
+            sub.to_hosts(f"{name}_plain_all", parts)
         else:
-            sub.guest.put(f"{name}_plain", (start, plain))
-            parts = sub.guest.get(f"{name}_plain_all")
+            sub.to_guest(f"{name}_plain", (start, plain))
+            parts = sub.from_guest(f"{name}_plain_all")
         values: list[int] = []
         for first, part in sorted(parts, key=lambda fp: (fp[0], len(fp[1]))):
             if not part:
@@ -184,24 +208,31 @@ class PaillierClient:
 class PaillierServer:
     """The arbiter: adds ciphertexts with FATE's evaluator; it never holds a secret key."""
 
-    def __init__(self, ctx: Context, options: PaillierOptions) -> None:
-        self.public = PublicKey.from_bytes(ctx.sub_ctx("paillier_keys").guest.get("public_key"))
-        check_key_bits(self.public.key_bits, options.allow_weak_key)
-        self._ctx = ctx
+    def __init__(self, public: PublicKey, sites: list[Site]) -> None:
+        self.public = public
+        self._sites = list(sites)
         self._known_tags: set[str] = set()
         self.received: list[dict] = []      # what arrived, for the privacy audit
 
-    def aggregate(self, round_ctx: Context, tag: str) -> None:
-        sub = round_ctx.sub_ctx(tag)
+    @classmethod
+    def connect(cls, channel: Channel, options: PaillierOptions) -> "PaillierServer":
+        """Receive the public key from the guest (the last step of the sites' `setup`)."""
+        public = PublicKey.from_bytes(channel.sub(KEY_TAG).from_guest("public_key"))
+        check_key_bits(public.key_bits, options.allow_weak_key)
+        return cls(public, channel.sites)
+
+    def aggregate(self, channel: Channel, tag: str) -> None:
+        """Sum one exchange and send each site its shard; returns None: the arbiter cannot see the mean."""
+        sub = channel.sub(tag)
         if tag not in self._known_tags:
             self._sum(sub, "weight")
             self._known_tags.add(tag)
         self._sum(sub, "values")
-        return None  # the arbiter cannot see the mean
+        return None
 
-    def _sum(self, sub: Context, name: str) -> None:
-        labels, ranks = _labels(self._ctx), _ranks(self._ctx)
-        messages = [sub.guest.get(f"{name}_cipher"), *sub.hosts.get(f"{name}_cipher")]
+    def _sum(self, sub: Channel, name: str) -> None:
+        labels, ranks = [s.label for s in self._sites], [s.rank for s in self._sites]
+        messages = [sub.from_guest(f"{name}_cipher"), *sub.from_hosts(f"{name}_cipher")]
         error, vectors = None, []
         counts = {label: m[0] if isinstance(m, tuple) and len(m) == 2 else None for label, m in zip(labels, messages)}
         for label, message in zip(labels, messages):
@@ -222,7 +253,7 @@ class PaillierServer:
                 reply = (start, cipher.to_wire(self.public, total[start:end]))
             else:
                 reply = error
-            sub.parties[rank].put(f"{name}_shard", reply)
+            sub.to_party(rank, f"{name}_shard", reply)
         if error is not None:
             raise LungError(error)
 
@@ -235,7 +266,7 @@ class PaillierServer:
 
     def audit(self) -> dict:
         """What this arbiter process received and holds: the privacy tests read it from the arbiter's output."""
-        from fate_components.secure_agg.keys import count_secret_keys_in_process
+        from .keys import count_secret_keys_in_process
 
         return {"public_key_bits": self.public.key_bits, "secret_key_objects": count_secret_keys_in_process(),
                 "received": self.received}
