@@ -36,7 +36,7 @@ def bench_plaintext(updates, weights):
     return enc / SITES, agg, dec, len(blobs[0])
 
 
-def bench_fate_secagg(updates, weights):
+def bench_fate_masks(updates, weights):
     from fate.arch.protocol.diffie_hellman import DiffieHellman
     from fate_utils.secure_aggregation_helper import MixAggregate, RandomMix
 
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         updates = [rng.normal(0, 0.5, n) for _ in range(SITES)]
         rows = []
         rows.append(("plaintext", *bench_plaintext(updates, weights), ""))
-        rows.append(("FATE secagg (masks)", *bench_fate_secagg(updates, weights), ""))
+        rows.append(("FATE masks", *bench_fate_masks(updates, weights), ""))
         naive = bench_naive_paillier(n, args.key_bits)
         rows.append(("naive Paillier ~", *naive, ""))
         if n <= 1_000_000 or args.full:

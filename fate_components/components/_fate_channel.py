@@ -9,7 +9,7 @@ from typing import Any
 
 from fate.arch import Context
 
-from fate_components.secure_agg.channel import Site
+from fate_components.secure_agg.channel import SiteAddress
 
 
 class FateChannel:
@@ -28,9 +28,10 @@ class FateChannel:
         return self.ctx.local.party[1]
 
     @property
-    def sites(self) -> list[Site]:
+    def sites(self) -> list[SiteAddress]:
         guest = self.ctx.guest
-        return [Site(guest.rank, "guest", guest.party[1]), *(Site(h.rank, "host", h.party[1]) for h in self.ctx.hosts)]
+        hosts = [SiteAddress(h.rank, "host", h.party[1]) for h in self.ctx.hosts]
+        return [SiteAddress(guest.rank, "guest", guest.party[1]), *hosts]
 
     def to_arbiter(self, name: str, value: Any) -> None:
         self.ctx.arbiter.put(name, value)

@@ -36,7 +36,7 @@ evaluation         froc_curve                 curve            once             
 =================  =========================  ===============  =====================================  ===========
 
 The arbiter has no training loss: its one loss-typed series is the global validation loss, which
-it sees only with aggregation secagg or plaintext (under Paillier it adds ciphertexts and never
+it sees only with aggregation fate_masks or plaintext (under Paillier it adds ciphertexts and never
 learns the mean, so its task has no Loss chart).
 A one-time metric of a repeated name and group is refused by FATE
 (fate/arch/context/_metrics.py, `InMemoryMetricsHandler._log_one_time_metrics`), so each

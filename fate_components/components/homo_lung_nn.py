@@ -45,9 +45,10 @@ def train(
                             desc="stop after this many rounds without a better global validation loss and keep the "
                                  "best round's model (0 = off)"),
     model: cpn.parameter(type=dict, default={}, desc="3D ResNet options: widths, blocks, groups, dropout"),
-    aggregation: cpn.parameter(type=params.string_choice(["paillier", "secagg", "plaintext"]), default="paillier",
-                               desc="paillier: FATE's Paillier, the arbiter adds ciphertexts; secagg: FATE's "
-                                    "pairwise-mask secure aggregation; plaintext: debugging only"),
+    aggregation: cpn.parameter(type=params.string_choice(["paillier", "fate_masks", "plaintext"]), default="paillier",
+                               desc="paillier: FATE's Paillier, the arbiter adds ciphertexts; fate_masks: FATE's "
+                                    "pairwise-mask secure aggregation (the arbiter sees the mean); plaintext: "
+                                    "debugging only"),
     paillier: cpn.parameter(type=dict, default={}, desc="key_bits (2048), allow_weak_key, precision_bits (20), "
                                                         "clip (8.0), obfuscation_workers (1)"),
     allow_plaintext: cpn.parameter(type=bool, default=False, desc="required to run aggregation=plaintext"),

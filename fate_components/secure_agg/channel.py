@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from fate_components.core.errors import LungError
 
-__all__ = ["Channel", "FederationError", "Site"]
+__all__ = ["Channel", "FederationError", "SiteAddress"]
 
 
 class FederationError(LungError):
@@ -21,7 +21,7 @@ class FederationError(LungError):
 
 
 @dataclass(frozen=True)
-class Site:
+class SiteAddress:
     """A training site (the guest or a host) as the protocol addresses and names it."""
 
     rank: int        # the party's rank in the federation (what `Channel.to_party` takes)
@@ -52,7 +52,7 @@ class Channel(Protocol):
         ...
 
     @property
-    def sites(self) -> list[Site]:
+    def sites(self) -> list[SiteAddress]:
         """Every site: the guest first, then the hosts in host order (the order `from_hosts` returns)."""
         ...
 

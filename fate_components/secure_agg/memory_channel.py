@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from .channel import FederationError, Site
+from .channel import FederationError, SiteAddress
 
 __all__ = ["ChannelTimeout", "Message", "MemoryFederation", "MemoryChannel", "run_parties"]
 
@@ -69,8 +69,8 @@ class MemoryFederation:
         return [p.label for p in self.parties]
 
     @property
-    def sites(self) -> list[Site]:
-        return [Site(p.rank, p.role, p.party_id) for p in self.parties if p.role != "arbiter"]
+    def sites(self) -> list[SiteAddress]:
+        return [SiteAddress(p.rank, p.role, p.party_id) for p in self.parties if p.role != "arbiter"]
 
     def channel(self, label: str) -> "MemoryChannel":
         """The root channel of the party labelled `label` (e.g. ``"host 10000"``)."""
@@ -125,7 +125,7 @@ class MemoryChannel:
         return self._party.party_id
 
     @property
-    def sites(self) -> list[Site]:
+    def sites(self) -> list[SiteAddress]:
         return self._fed.sites
 
     def _role(self, role: str) -> list[_Party]:

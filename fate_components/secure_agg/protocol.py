@@ -28,7 +28,7 @@ from fate_components.core.errors import ConfigError, LungError, reject_unknown_o
 
 from . import cipher
 from ._obfuscation_worker import public_base
-from .channel import Channel, Site
+from .channel import Channel, SiteAddress
 from .keys import PublicKey, SecretKey, check_key_bits, generate_keypair, seal, unseal
 from .obfuscation import ObfuscatorPool
 from .packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
@@ -70,7 +70,7 @@ def _shards(n: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _binding(guest: Site, host_id: str) -> bytes:
+def _binding(guest: SiteAddress, host_id: str) -> bytes:
     """What the sealed secret key is bound to: which guest dealt it to which host."""
     return f"{guest.label} -> host {host_id}".encode()
 
@@ -208,7 +208,7 @@ class PaillierClient:
 class PaillierServer:
     """The arbiter: adds ciphertexts with FATE's evaluator; it never holds a secret key."""
 
-    def __init__(self, public: PublicKey, sites: list[Site]) -> None:
+    def __init__(self, public: PublicKey, sites: list[SiteAddress]) -> None:
         self.public = public
         self._sites = list(sites)
         self._known_tags: set[str] = set()

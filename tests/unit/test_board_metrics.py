@@ -150,7 +150,7 @@ def test_train_summary_is_flat_and_counts_rounds_from_one():
     assert summary["rounds_trained"] == 2 and summary["best_round"] == 2 and summary["final_val_auc"] == 0.8
     assert summary["train_seconds"] == 3.0 and summary["epsilon"] == 2.5 and summary["candidates_scored"] == 120
     assert all(not isinstance(v, (dict, list)) for v in summary.values())
-    no_rounds = site_train_summary("hospital_a", "secagg", {**meta, "history": [], "dp": {"mode": "none"}}, None)
+    no_rounds = site_train_summary("hospital_a", "fate_masks", {**meta, "history": [], "dp": {"mode": "none"}}, None)
     assert no_rounds["rounds_trained"] == 0 and "epsilon" not in no_rounds and "candidates_scored" not in no_rounds
 
 

@@ -48,8 +48,8 @@ def test_wrong_header_names_file_found_and_expected_columns(tmp_path):
 
 
 @pytest.mark.parametrize("row, message", [
-    ("u,1.5,abc,3,0", r"line 3: coordY is 'abc', expected a number"),
-    ("u,1.5,2,nan,0", r"line 3: coordZ is 'nan', expected a number"),
+    ("u,1.5,abc,3,0", r"line 3: coordY is 'abc', expected a finite number"),
+    ("u,1.5,2,nan,0", r"line 3: coordZ is 'nan', expected a finite number"),
     ("u,1,2,3,2", r"line 3: class is '2', expected 0 or 1"),
     (",1,2,3,1", r"line 3: seriesuid is empty"),
     ("u,1,2", r"line 3: 3 values, expected 5"),

@@ -64,30 +64,20 @@ def test_noise_actually_added_has_the_configured_std():
     assert abs(float(noise.mean())) < 4 * sigma * clip / math.sqrt(noise.numel())
 
 
-def test_clipping_bounds_each_patients_contribution_whatever_their_patch_count():
-    # Prepare: patient 0 has 10 patches, patient 1 one patch; a tiny clip bound that every gradient exceeds
-    x, y, _ = _patients(11, 1)
-    groups = np.asarray(["many"] * 10 + ["one"], dtype=object)
+@pytest.mark.parametrize("groups, alone", [
+    (["many"] * 10 + ["one"], 0),        # 10 patches against one, in passes of at most 4: still one whole patient
+    (["1.2.9", "1.2.10"] * 4, 1),        # interleaved rows, and "1.2.9" owns row 0 but sorts after "1.2.10"
+])
+def test_clipping_bounds_each_patients_contribution_however_their_rows_lie(groups, alone):
+    # Prepare: a tiny clip bound that every gradient exceeds
+    x, y, _ = _patients(len(groups), 1)
+    groups = np.asarray(groups, dtype=object)
     clip, expected = 1e-3, 2
     config = DPConfig(mode="sample", noise_multiplier=0.0, max_grad_norm=clip, delta=1e-3)
-    # Execute: the 10-patch patient in passes of at most 4 patches must still be one whole patient
-    _, only_many = _one_step(config, [0], expected, x=x, y=y, groups=groups, max_patches_per_pass=4)
+    # Execute: passes of at most 4 patches must each hold whole patients
+    _, one = _one_step(config, [alone], expected, x=x, y=y, groups=groups, max_patches_per_pass=4)
     _, both = _one_step(config, [0, 1], expected, x=x, y=y, groups=groups, max_patches_per_pass=4)
-    # Assert: one patient moves the model by exactly clip/expected; two by at most 2*clip/expected
-    assert float(only_many.norm()) == pytest.approx(clip / expected, rel=1e-4)
-    assert float(both.norm()) <= 2 * clip / expected * (1 + 1e-4)
-
-
-def test_clipping_holds_when_a_patients_rows_are_interleaved_and_their_codes_sort_out_of_row_order():
-    # Prepare: two patients whose patches alternate in the dataset; "1.2.9" owns row 0 but sorts after "1.2.10"
-    x, y, _ = _patients(8, 1)
-    groups = np.asarray(["1.2.9", "1.2.10"] * 4, dtype=object)
-    clip, expected = 1e-3, 2
-    config = DPConfig(mode="sample", noise_multiplier=0.0, max_grad_norm=clip, delta=1e-3)
-    # Execute: in passes of at most 2 patches, as before, each pass must hold whole patients
-    _, one = _one_step(config, [1], expected, x=x, y=y, groups=groups, max_patches_per_pass=2)
-    _, both = _one_step(config, [0, 1], expected, x=x, y=y, groups=groups, max_patches_per_pass=2)
-    # Assert: one patient is one clipped gradient row, not one per run of its rows
+    # Assert: one patient moves the model by exactly clip/expected (one clipped row); two by at most 2*clip/expected
     assert float(one.norm()) == pytest.approx(clip / expected, rel=1e-4)
     assert float(both.norm()) <= 2 * clip / expected * (1 + 1e-4)
 

@@ -10,7 +10,7 @@ from typing import Iterable
 from fate_components.core.errors import CsvFormatError
 
 __all__ = ["Candidate", "Annotation", "read_candidates", "read_annotations", "write_candidates",
-           "write_annotations", "CANDIDATE_COLUMNS", "ANNOTATION_COLUMNS"]
+           "write_annotations", "csv_rows", "finite_number", "CANDIDATE_COLUMNS", "ANNOTATION_COLUMNS"]
 
 CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
 ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
@@ -67,14 +67,15 @@ def csv_rows(path: Path, expected: tuple[str, ...], shown: str) -> Iterable[tupl
             yield reader.line_num, {c: values[i].strip() for c, i in position.items()}
 
 
-def _number(row: dict[str, str], column: str, line: int, shown: str) -> float:
+def finite_number(row: dict[str, str], column: str, line: int, shown: str) -> float:
+    """The finite number in `column` of a CSV row; else a CsvFormatError naming the file, line and column."""
     text = row[column]
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise CsvFormatError(f"{shown}: line {line}: {column} is {text!r}, expected a number")
+        raise CsvFormatError(f"{shown}: line {line}: {column} is {text!r}, expected a finite number")
     return value
 
 
@@ -85,7 +86,7 @@ def _seriesuid(row: dict[str, str], line: int, shown: str) -> str:
 
 
 def _xyz(row: dict[str, str], line: int, shown: str) -> tuple[float, float, float]:
-    return tuple(_number(row, c, line, shown) for c in ("coordX", "coordY", "coordZ"))
+    return tuple(finite_number(row, c, line, shown) for c in ("coordX", "coordY", "coordZ"))
 
 
 def read_candidates(path: Path, *, shown: str | None = None) -> list[Candidate]:
@@ -93,7 +94,7 @@ def read_candidates(path: Path, *, shown: str | None = None) -> list[Candidate]:
     shown = shown or Path(path).name
     candidates = []
     for line, row in csv_rows(path, CANDIDATE_COLUMNS, shown):
-        label = _number(row, "class", line, shown)
+        label = finite_number(row, "class", line, shown)
         if label not in (0.0, 1.0):
             raise CsvFormatError(f"{shown}: line {line}: class is {row['class']!r}, expected 0 or 1")
         candidates.append(Candidate(_seriesuid(row, line, shown), _xyz(row, line, shown), int(label), line))
@@ -113,7 +114,7 @@ def read_annotations(path: Path, *, shown: str | None = None,
     shown = shown or Path(path).name
     annotations = []
     for line, row in csv_rows(path, ANNOTATION_COLUMNS, shown):
-        diameter = _number(row, "diameter_mm", line, shown)
+        diameter = finite_number(row, "diameter_mm", line, shown)
         if diameter <= 0 and not (allow_unknown_diameter and diameter == UNKNOWN_DIAMETER_MM):
             if allow_unknown_diameter:
                 fix = "or -1 (size unknown, counted as 10 mm)"

@@ -6,10 +6,9 @@ ignored, -1 as the diameter of an excluded finding (10 mm). The rules of the eva
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
-from fate_components.core.data.candidates import csv_rows, read_annotations
+from fate_components.core.data.candidates import csv_rows, finite_number, read_annotations
 from fate_components.core.errors import CsvFormatError
 from fate_components.core.evaluation.froc import (
     FP_RATES,
@@ -26,17 +25,6 @@ SUBMISSION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
 __all__ = ["SUBMISSION_COLUMNS", "read_submission", "read_seriesuids", "evaluate_submission", "format_report"]
 
 
-def _finite_number(row: dict, column: str, line: int, shown: str) -> float:
-    text = row[column]
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise CsvFormatError(f"{shown}: line {line}: {column} is {text!r}, expected a finite number")
-    return value
-
-
 def read_submission(path: Path, *, split: str | None = None) -> list[Scored]:
     """Scored marks; with `split`, only rows whose patient_split column equals it (predictions.csv).
 
@@ -51,8 +39,8 @@ def read_submission(path: Path, *, split: str | None = None) -> list[Scored]:
             continue
         if not row["seriesuid"]:
             raise CsvFormatError(f"{shown}: line {line}: seriesuid is empty")
-        xyz = tuple(_finite_number(row, c, line, shown) for c in ("coordX", "coordY", "coordZ"))
-        out.append(Scored(row["seriesuid"], xyz, _finite_number(row, "probability", line, shown)))
+        xyz = tuple(finite_number(row, c, line, shown) for c in ("coordX", "coordY", "coordZ"))
+        out.append(Scored(row["seriesuid"], xyz, finite_number(row, "probability", line, shown)))
     return out
 
 
