@@ -230,7 +230,16 @@ SAMPLE_SIZES = ["tiny", "small", "bench", "patients", "luna16"]   # core.sample_
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fate-lung", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_commands(sub)
+    _add_data_commands(sub)
+    _add_result_commands(sub)
+    _add_site_commands(sub)
+    _add_job_commands(sub)
+    return parser
 
+
+def _add_run_commands(sub) -> None:
+    """Demo, deploy, stop, server: FATE-Flow and the main job."""
     p = sub.add_parser("demo", help="set up standalone FATE, sample data for three hospitals, train, predict")
     p.add_argument("--home", help="FATE-Flow home (default .fate-lung/flow)")
     p.add_argument("--size", default="luna16", choices=SAMPLE_SIZES,
@@ -268,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home")
     p.set_defaults(func=cmd_server)
 
+
+def _add_data_commands(sub) -> None:
+    """Generate-data: sample sites."""
     p = sub.add_parser("generate-data", help="write synthetic LUNA16-style sites (DICOM and MetaImage)")
     p.add_argument("--out", required=True)
     p.add_argument("--size", default="tiny", choices=SAMPLE_SIZES,
@@ -279,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "shares for other than three hospitals)")
     p.set_defaults(func=cmd_generate)
 
+
+def _add_result_commands(sub) -> None:
+    """Report, evaluate, board-assets, verify-model: after a job."""
     p = sub.add_parser("report", help="after a job: an HTML page with loss, validation and FROC plots and a per-site "
                                       "data summary")
     p.add_argument("job_id")
@@ -323,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=0.0, help="differences up to this are treated as equal")
     p.set_defaults(func=cmd_verify_model)
 
+
+def _add_site_commands(sub) -> None:
+    """Check-site, bind-site: a hospital's data into FATE."""
     p = sub.add_parser("check-site", help="validate a site directory (scans, candidates.csv, annotations.csv)")
     p.add_argument("site")
     p.set_defaults(func=cmd_check_site)
@@ -335,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_args(p)
     p.set_defaults(func=cmd_bind_site)
 
+
+def _add_job_commands(sub) -> None:
+    """Compile, submit: a DSL and conf as a FATE job."""
     for name, func, help_ in (("compile", cmd_compile,
                                "compile a DSL + conf into a FATE 2.2 DAG (for flow job submit -c)"),
                               ("submit", cmd_submit, "compile, check tables, submit and follow a job")):
@@ -350,7 +371,6 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-wait", action="store_true")
             p.add_argument("--timeout", type=float, default=3600.0)
         p.set_defaults(func=func)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
