@@ -26,6 +26,13 @@ def _site_ranks(ctx: Context) -> list[int]:
     return [ctx.guest.rank, *ctx.hosts.ranks]
 
 
+def _colocated_sites(ctx: Context) -> int:
+    """The sites on this machine, where FATE tells: standalone runs every party under this one FATE-Flow."""
+    from fate.arch.federation.backends.standalone import StandaloneFederation
+
+    return len(_site_ranks(ctx)) if isinstance(ctx.federation, StandaloneFederation) else 1
+
+
 class MaskedAggClient:
     """FATE's pairwise-mask secure aggregation (Diffie-Hellman seeded masks cancel in the sum).
 
@@ -77,7 +84,7 @@ class FatePaillierClient:
         return self._client.last
 
     def setup(self, ctx: Context) -> "FatePaillierClient":
-        self._client.setup(FateChannel(ctx))
+        self._client.setup(FateChannel(ctx), colocated_sites=_colocated_sites(ctx))
         return self
 
     def weighted_mean(self, round_ctx: Context, tag: str, arrays: list[np.ndarray], weight: float) -> list[np.ndarray]:

@@ -39,13 +39,27 @@ def _fate_plaintexts(values: list[int]):
 
 
 def encrypt(public: PublicKey, plaintexts: list[int], obfuscators: list[int]) -> list[int]:
+    check_plaintexts(public, plaintexts, obfuscators)
+    return encrypt_native(public.fate_pk.pk, plaintexts, obfuscators[:len(plaintexts)])
+
+
+def check_plaintexts(public: PublicKey, plaintexts: list[int], obfuscators: list[int]) -> None:
+    """Refuse before encrypting: too few obfuscators, or a packed plaintext outside [0, n)."""
     if len(obfuscators) < len(plaintexts):
         raise ValueError(f"{len(plaintexts)} plaintexts but only {len(obfuscators)} obfuscators")
     if any(m < 0 or m >= public.n for m in plaintexts):
         raise ValueError("a packed plaintext does not fit below n; check the packing spec against the key size")
-    bare = public.fate_pk.encrypt_encoded(_fate_plaintexts(plaintexts), obfuscate=False)
-    noise = _fate_ciphertexts(obfuscators[:len(plaintexts)])
-    return read_bigints(bare.add(public.fate_pk.pk, noise).__getstate__())
+
+
+def encrypt_native(pk, plaintexts: list[int], obfuscators: list[int]) -> list[int]:
+    """(1 + m*n) * obfuscator mod n^2 with fate_utils' bare key (`fate_utils.paillier.PK`): also run in workers."""
+    bare = pk.encrypt_encoded(_fate_plaintexts(plaintexts), obfuscate=False)
+    return read_bigints(bare.add(pk, _fate_ciphertexts(obfuscators)).__getstate__())
+
+
+def decrypt_native(sk, ciphertexts: list[int]) -> list[int]:
+    """FATE's decryption with fate_utils' bare key (`fate_utils.paillier.SK`): also run in workers."""
+    return read_bigints(sk.decrypt_to_encoded(_fate_ciphertexts(ciphertexts)).__getstate__())
 
 
 def add_all(public: PublicKey, vectors: list[list[int]]) -> list[int]:
@@ -79,8 +93,7 @@ class Decryptor:
 
     def decrypt_with_fate(self, ciphertexts: list[int]) -> list[int]:
         """FATE's own decryption: what the protocol uses."""
-        plain = self._secret.fate_sk.decrypt_to_encoded(_fate_ciphertexts(ciphertexts))
-        return read_bigints(plain.__getstate__())
+        return decrypt_native(self._secret.fate_sk.sk, ciphertexts)
 
 
 def to_wire(public: PublicKey, ciphertexts: list[int]) -> bytes:

@@ -28,6 +28,15 @@ def check_key_bits(key_bits: int, allow_weak_key: bool) -> None:
         raise ConfigError(f"Paillier key size must be a multiple of 256 and at least 512, not {key_bits}")
 
 
+def native_key(kind: str, data: bytes):
+    """fate_utils' bare key (`kind` "PK" or "SK") from `to_bytes`; without FATE's wrappers, whose import pulls torch."""
+    import fate_utils.paillier as fu
+
+    key = getattr(fu, kind).__new__(getattr(fu, kind))
+    key.__setstate__(list(data))
+    return key
+
+
 @dataclass
 class PublicKey:
     fate_pk: object          # fate.arch.protocol.phe.paillier.PK
@@ -48,11 +57,8 @@ class PublicKey:
     @classmethod
     def from_bytes(cls, data: bytes) -> "PublicKey":
         from fate.arch.protocol.phe.paillier import PK
-        import fate_utils.paillier as fu
 
-        pk = fu.PK.__new__(fu.PK)
-        pk.__setstate__(list(data))
-        return cls._wrap(PK(pk))
+        return cls._wrap(PK(native_key("PK", data)))
 
     @classmethod
     def _wrap(cls, fate_pk) -> "PublicKey":
@@ -72,11 +78,8 @@ class SecretKey:
     @classmethod
     def from_bytes(cls, data: bytes, public: PublicKey) -> "SecretKey":
         from fate.arch.protocol.phe.paillier import SK
-        import fate_utils.paillier as fu
 
-        sk = fu.SK.__new__(fu.SK)
-        sk.__setstate__(list(data))
-        return cls._wrap(SK(sk), public.n)
+        return cls._wrap(SK(native_key("SK", data)), public.n)
 
     @classmethod
     def _wrap(cls, fate_sk, n: int) -> "SecretKey":
@@ -144,4 +147,4 @@ def unseal(shared_secret: bytes, sealed: tuple[bytes, bytes], context: bytes) ->
 
 
 __all__ = ["MIN_KEY_BITS", "WeakKeyError", "PublicKey", "SecretKey", "generate_keypair", "check_key_bits", "seal",
-           "unseal", "write_bigints"]
+           "unseal", "native_key", "write_bigints"]

@@ -30,8 +30,8 @@ from . import cipher
 from ._obfuscation_worker import public_base
 from .channel import Channel, SiteAddress
 from .keys import PublicKey, SecretKey, check_key_bits, generate_keypair, seal, unseal
-from .obfuscation import ObfuscatorPool
 from .packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
+from .pool import PaillierPool, contiguous_chunks, resolve_workers
 
 __all__ = ["PaillierOptions", "ExchangeStats", "PaillierClient", "PaillierServer"]
 
@@ -44,12 +44,23 @@ class PaillierOptions:
     allow_weak_key: bool = False
     precision_bits: int = 20
     clip: float = 8.0
-    obfuscation_workers: int = 1
+    workers: int | str = "auto"   # processes per site (see pool.py); "auto": the cores shared by the co-located sites
+
+    def __post_init__(self) -> None:
+        if self.workers != "auto" and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                       or self.workers < 0):
+            raise ConfigError(f"paillier.workers must be \"auto\" or a whole number >= 0, not {self.workers!r}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "PaillierOptions":
         d = dict(d or {})
-        reject_unknown_options(d, cls, "paillier")
+        try:
+            reject_unknown_options(d, cls, "paillier")
+        except ConfigError as e:
+            if "obfuscation_workers" in d:
+                raise ConfigError(f"{e}; obfuscation_workers was renamed workers (it now also sets the processes "
+                                  f"that decrypt)") from None
+            raise
         options = cls(**d)
         check_key_bits(options.key_bits, options.allow_weak_key)
         return options
@@ -63,11 +74,6 @@ class ExchangeStats:
     decrypt_seconds: float = 0.0
     bytes_sent: int = 0
     clipped: int = 0
-
-
-def _shards(n: int, parts: int) -> list[tuple[int, int]]:
-    bounds = [round(i * n / parts) for i in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _binding(guest: SiteAddress, host_id: str) -> bytes:
@@ -111,26 +117,35 @@ class PaillierClient:
 
     def __init__(self, options: PaillierOptions) -> None:
         self.options = options
+        self.workers = 0
         self.public: PublicKey | None = None
-        self._decryptor: cipher.Decryptor | None = None
-        self._pool: ObfuscatorPool | None = None
+        self._secret: SecretKey | None = None
+        self._pool: PaillierPool | None = None
         self._totals: dict[str, tuple[float, float]] = {}
         self.last: dict[str, ExchangeStats] = {}
 
-    def setup(self, channel: Channel) -> "PaillierClient":
-        """Agree on the key pair (the secret key travels sealed under Diffie-Hellman); start the obfuscators."""
+    def setup(self, channel: Channel, *, colocated_sites: int = 1) -> "PaillierClient":
+        """Agree on the key pair (the secret key travels sealed under Diffie-Hellman); start the worker processes.
+
+        `colocated_sites`: how many sites run on this machine, when known (FATE standalone: all of them),
+        so that ``workers="auto"`` shares the cores among them.
+        """
         keys = channel.sub(KEY_TAG)
         public, secret, h_n = _deal_key(keys, self.options) if channel.is_guest else _receive_key(keys)
-        self.public = public
-        self._decryptor = cipher.Decryptor(public, secret)
+        self.public, self._secret = public, secret
         self._spec = PackingSpec.for_key(public.key_bits, precision_bits=self.options.precision_bits,
                                          clip=self.options.clip, max_sites=max(2, len(channel.sites)))
-        self._pool = ObfuscatorPool(public.n, h_n, workers=self.options.obfuscation_workers)
+        guest, *hosts = channel.sites
+        me = guest if channel.is_guest else next(h for h in hosts if h.party_id == channel.party_id)
+        self.workers = resolve_workers(self.options.workers, colocated_sites)
+        self._pool = PaillierPool(public, secret, h_n, workers=self.workers, site=me.label)
         return self
 
     def close(self) -> None:
+        """End the worker processes (once per job, after the last round)."""
         if self._pool is not None:
             self._pool.close()
+            self._pool = None
 
     def weighted_mean(self, channel: Channel, tag: str, arrays: list[np.ndarray], weight: float) -> list[np.ndarray]:
         """sum_s(w_s * x_s) / sum_s(w_s) over all sites, elementwise, as float32 arrays shaped like `arrays`."""
@@ -141,12 +156,14 @@ class PaillierClient:
         t0 = time.perf_counter()
         codes, stats.clipped = encode_weighted(flat, weight / total, self._spec)
         packed = pack(codes, self._spec)
-        cts = cipher.encrypt(self.public, packed, self._pool.take(len(packed)))
+        cts = self._pool.encrypt(packed)
         blob = cipher.to_wire(self.public, cts)
         stats.encrypt_seconds = time.perf_counter() - t0
         stats.bytes_sent = len(blob)
-        self._pool.request(len(packed))  # next round's obfuscators, computed while this site trains
         summed = self._exchange(sub, "values", blob, len(cts), stats)
+        # Next round's obfuscators, computed while this site trains; asked for after the decryption,
+        # which would otherwise queue behind them in the workers.
+        self._pool.request(len(packed))
         mean = decode_sum(unpack(summed, flat.size, self._spec), self._spec)
         out, pos = [], 0
         for a in arrays:
@@ -164,7 +181,7 @@ class PaillierClient:
                                   f"sample counts, fixed for a job")
             return known[1]
         scaled = int(round(weight * 1000))  # weights are sample counts; 1/1000 resolution for fractional ones
-        cts = cipher.encrypt(self.public, [scaled], self._pool.take(1))
+        cts = self._pool.encrypt([scaled])
         summed = self._exchange(sub, "weight", cipher.to_wire(self.public, cts), 1, stats)
         total = summed[0] / 1000.0
         if not total > 0:
@@ -180,7 +197,7 @@ class PaillierClient:
         start, shard_blob = reply
         t0 = time.perf_counter()
         shard = cipher.from_wire(self.public, shard_blob, len(shard_blob) // self.public.ciphertext_bytes, "arbiter")
-        plain = self._decryptor.decrypt_with_fate(shard)
+        plain = self._pool.decrypt(shard)
         stats.decrypt_seconds += time.perf_counter() - t0
         # Every site holds one decrypted part of the aggregate (which every site obtains anyway). The
         # parts meet at the guest, which hands all of them to every host: hosts never open a channel
@@ -246,7 +263,7 @@ class PaillierServer:
                 error = str(e)
         if error is None:
             total = cipher.add_all(self.public, vectors)
-            shards = _shards(len(total), len(ranks))
+            shards = contiguous_chunks(len(total), len(ranks))
         for i, rank in enumerate(ranks):
             if error is None:
                 start, end = shards[i]

@@ -1,19 +1,35 @@
 """FATE's built-in Paillier as used for secure aggregation: real keys, real ciphertexts."""
+import os
 import random
+import signal
+import time
 
 import numpy as np
+import psutil
 import pytest
 
+from fate_components.core.errors import ConfigError, LungError
 from fate_components.secure_agg import cipher
 from fate_components.secure_agg._obfuscation_worker import make_obfuscators, public_base
 from fate_components.secure_agg.keys import PublicKey, SecretKey, WeakKeyError, generate_keypair, seal, unseal
-from fate_components.secure_agg.obfuscation import ObfuscatorPool
 from fate_components.secure_agg.packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
+from fate_components.secure_agg.pool import PaillierPool, contiguous_chunks, resolve_workers
+from fate_components.secure_agg.protocol import PaillierOptions
 
 
 @pytest.fixture(scope="module")
 def keys():
     return generate_keypair(2048)
+
+
+@pytest.fixture(scope="module")
+def small_keys():
+    """A 1024-bit pair (allowed for tests only): the worker tests spawn processes and decrypt, so keep it cheap."""
+    return generate_keypair(1024, allow_weak_key=True)
+
+
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
 def test_three_site_weighted_mean_through_paillier(keys):
@@ -107,9 +123,9 @@ def test_corrupted_or_truncated_ciphertext_names_the_site(keys, corrupt, message
         assert "host 10000" in str(e)
 
 
-def test_obfuscator_pool_precomputes_in_a_worker(keys):
-    public, _ = keys
-    pool = ObfuscatorPool(public.n, public_base(public.n), workers=1)
+def test_the_pool_precomputes_obfuscators_in_a_worker(keys):
+    public, secret = keys
+    pool = PaillierPool(public, secret, public_base(public.n), workers=1, site="guest 9999")
     try:
         pool.request(5)
         got = pool.take(7)  # 5 from the worker, 2 computed on demand
@@ -117,6 +133,104 @@ def test_obfuscator_pool_precomputes_in_a_worker(keys):
         pool.close()
     assert len(got) == 7 and len(set(got)) == 7
     assert all(0 < g < public.n_square for g in got)
+
+
+def test_one_two_and_three_workers_decrypt_the_same_sum_to_the_same_mean(small_keys):
+    # Prepare: 3 sites' updates filling 7 ciphertexts (uneven over 2 and 3 workers), then a single ciphertext
+    public, secret = small_keys
+    spec = PackingSpec.for_key(public.key_bits, max_sites=3)
+    h_n = public_base(public.n)
+    rng = np.random.default_rng(7)
+    n_values = 6 * spec.slots_per_plaintext + 5
+    updates = [rng.normal(0, 2, n_values) for _ in range(3)]
+    weights = [5, 11, 19]
+    plaintexts, means = {}, {}
+    # Execute: every site encrypts on the pool, the arbiter adds, the pool decrypts the sum
+    for workers in (1, 2, 3):
+        pool = PaillierPool(public, secret, h_n, workers=workers, site="guest 9999")
+        try:
+            for size in (n_values, 1):
+                packed = [pack(encode_weighted(u[:size], w / sum(weights), spec)[0], spec)
+                          for u, w in zip(updates, weights)]
+                pool.request(len(packed[0]))   # half the obfuscators precomputed, the rest on demand
+                total = cipher.add_all(public, [pool.encrypt(p) for p in packed])
+                plaintexts[workers, size] = pool.decrypt(total)
+                means[workers, size] = decode_sum(unpack(plaintexts[workers, size], size, spec), spec)
+        finally:
+            pool.close()
+    # Assert: identical plaintexts and means, and they are the right ones
+    for size in (n_values, 1):
+        assert plaintexts[1, size] == plaintexts[2, size] == plaintexts[3, size]
+        assert np.array_equal(means[1, size], means[2, size]) and np.array_equal(means[1, size], means[3, size])
+        expected = sum(w * np.clip(u[:size], -spec.clip, spec.clip) for u, w in zip(updates, weights)) / sum(weights)
+        assert np.max(np.abs(means[1, size] - expected)) <= spec.max_abs_error
+    assert len(plaintexts[1, n_values]) == 7
+
+
+def test_contiguous_chunks_tile_the_range_in_order():
+    assert contiguous_chunks(7, 3) == [(0, 2), (2, 5), (5, 7)]
+    assert contiguous_chunks(1, 3) == [(0, 0), (0, 1), (1, 1)]
+    assert contiguous_chunks(0, 2) == [(0, 0), (0, 0)]
+
+
+def test_the_pool_starts_its_processes_once_and_leaves_none_behind(small_keys):
+    # Prepare
+    public, secret = small_keys
+    before = _children()
+    # Execute
+    pool = PaillierPool(public, secret, public_base(public.n), workers=2, site="host 10000")
+    try:
+        cts = pool.encrypt([1, 2, 3, 4, 5])
+        started = _children() - before
+        assert pool.decrypt(cts) == [1, 2, 3, 4, 5]
+        pool.request(9)
+        assert _children() - before == started   # the same processes all job long
+    finally:
+        pool.close()
+    # Assert
+    assert len(started) == 2
+    assert _children() == before
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in started)
+
+
+def test_a_killed_worker_gives_a_clear_error_naming_the_site(small_keys):
+    # Prepare
+    public, secret = small_keys
+    before = _children()
+    pool = PaillierPool(public, secret, public_base(public.n), workers=2, site="host 10001")
+    try:
+        cts = pool.encrypt([7, 8, 9])
+        # Execute: the out-of-memory killer, say, takes one worker
+        os.kill(sorted(_children() - before)[0], signal.SIGKILL)
+        # Assert: an error naming the site, not a hang
+        with pytest.raises(LungError, match="Secure aggregation failed at host 10001: a Paillier worker process "
+                                            "exited unexpectedly"):
+            deadline = time.monotonic() + 10   # the executor notices the death within a moment; until then work goes on
+            while time.monotonic() < deadline:
+                pool.decrypt(cts)
+    finally:
+        pool.close()
+    assert _children() == before
+
+
+def test_auto_workers_share_the_cores_among_co_located_sites(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)))
+    assert [resolve_workers("auto", sites) for sites in (1, 3, 40)] == [16, 10, 1]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert resolve_workers("auto", 3) == 1       # this machine's standalone demo: one worker per site
+    assert resolve_workers(4, 3) == 4
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"obfuscation_workers": 2}, r"unknown paillier option\(s\) \['obfuscation_workers'\]; known: .*; "
+                                 r"obfuscation_workers was renamed workers"),
+    ({"workers": -1}, "paillier.workers must be \"auto\" or a whole number >= 0, not -1"),
+    ({"workers": "many"}, "not 'many'"),
+    ({"workers": True}, "not True"),
+])
+def test_bad_workers_settings_are_refused(conf, message):
+    with pytest.raises(ConfigError, match=message):
+        PaillierOptions.from_dict(conf)
 
 
 def test_secret_key_census_finds_a_bare_native_key():

@@ -19,13 +19,14 @@ from fate_components.secure_agg.protocol import PaillierClient, PaillierOptions,
 
 GUEST, HOST_B, HOST_C, ARBITER = "guest 9999", "host 10000", "host 10001", "arbiter 9999"
 SITES = (GUEST, HOST_B, HOST_C)
-OPTIONS = PaillierOptions(key_bits=1024, allow_weak_key=True, obfuscation_workers=0)
+OPTIONS = PaillierOptions(key_bits=1024, allow_weak_key=True, workers=0)   # workers: tested on their own below
 SPEC = PackingSpec.for_key(1024, max_sites=3)      # what every client builds for three sites
 FLOAT32_ROUNDING = SPEC.clip * 2.0 ** -24          # the client hands back float32
 CIPHERTEXT_BYTES = 256                             # an integer below n^2 for a 1024-bit n
 
 
-def run_federation(fed: MemoryFederation, exchanges: dict[str, list[tuple[str, list[np.ndarray], float]]]) -> dict:
+def run_federation(fed: MemoryFederation, exchanges: dict[str, list[tuple[str, list[np.ndarray], float]]],
+                   options: PaillierOptions = OPTIONS) -> dict:
     """Every site sets up, then runs its exchanges (round i under its own tag), while the arbiter sums them.
 
     Returns label -> (client, [means per exchange]) for the sites, the server for the arbiter, or the exception.
@@ -33,7 +34,7 @@ def run_federation(fed: MemoryFederation, exchanges: dict[str, list[tuple[str, l
     def site(label: str):
         def task():
             channel = fed.channel(label)
-            client = PaillierClient(OPTIONS).setup(channel)
+            client = PaillierClient(options).setup(channel)
             try:
                 return client, [client.weighted_mean(channel.sub(f"round-{i}"), tag, arrays, weight)
                                 for i, (tag, arrays, weight) in enumerate(exchanges[label])]
@@ -43,7 +44,7 @@ def run_federation(fed: MemoryFederation, exchanges: dict[str, list[tuple[str, l
 
     def arbiter():
         channel = fed.channel(ARBITER)
-        server = PaillierServer.connect(channel, OPTIONS)
+        server = PaillierServer.connect(channel, options)
         for i, (tag, _, _) in enumerate(exchanges[GUEST]):
             assert server.aggregate(channel.sub(f"round-{i}"), tag) is None
         return server
@@ -159,11 +160,33 @@ def test_hosts_talk_only_to_the_guest_and_the_arbiter_which_sees_no_secret():
     assert {m.name for m in fed.messages if m.receiver == ARBITER} == {"public_key", "weight_cipher", "values_cipher"}
     assert {m.name for m in fed.between(HOST_B, GUEST)} == {"dh_public_reply", "weight_plain", "values_plain"}
     # ... and no factor of the key crosses the wire in the clear
-    secret = results[GUEST][0]._decryptor._secret
-    assert results[HOST_C][0]._decryptor._secret.p in (secret.p, secret.q)
+    secret = results[GUEST][0]._secret
+    assert results[HOST_C][0]._secret.p in (secret.p, secret.q)
     for factor in (secret.p, secret.q):
         for encoding in (factor.to_bytes(64, "big"), str(factor).encode(), format(factor, "x").encode()):
             assert not any(encoding in m.data for m in fed.messages)
+
+
+def test_two_workers_per_site_give_the_means_of_one_bit_for_bit():
+    # Prepare: a length that splits unevenly over two workers, and a second tag
+    per_ct = SPEC.slots_per_plaintext
+    updates = _updates([(5 * per_ct + 3,), (4,)], seed=5)
+    weights = {GUEST: 12.0, HOST_B: 30.0, HOST_C: 5.0}
+    exchanges = {label: [("model", updates[label], weights[label]), ("val_loss", updates[label][1:], 1.0)] * 2
+                 for label in SITES}
+    # Execute
+    runs = {workers: run_federation(MemoryFederation(), exchanges, PaillierOptions(key_bits=1024, allow_weak_key=True,
+                                                                                   workers=workers))
+            for workers in (1, 2)}
+    # Assert: the same float32 means, bit for bit, at every site and in every exchange
+    for results in runs.values():
+        assert not any(isinstance(r, BaseException) for r in results.values()), results
+    assert {results[label][0].workers for results in runs.values() for label in SITES} == {1, 2}
+    for label in SITES:
+        one, two = runs[1][label][1], runs[2][label][1]
+        assert len(one) == len(two) == 4
+        for means_one, means_two in zip(one, two):
+            assert all(np.array_equal(a, b) and a.dtype == np.float32 for a, b in zip(means_one, means_two))
 
 
 @pytest.mark.parametrize("tamper, expected", [
