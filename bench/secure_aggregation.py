@@ -3,10 +3,14 @@ naive per-value Paillier (FATE's API as a user would call it), and fate-lung's p
 
     .venv/bin/python bench/secure_aggregation.py            # 1e5, default model, 1e6 (1e7 extrapolated)
     .venv/bin/python bench/secure_aggregation.py --full     # also measures 1e7 for ours (several minutes)
+    .venv/bin/python bench/secure_aggregation.py --workers 1,2,4,8,16   # ours per paillier.workers
 
 Prints one table: seconds per round for client encode+encrypt, arbiter sum, client decrypt+decode,
 and bytes sent per site. All measured side by side in this run on this machine, one process,
 single-threaded; naive Paillier is timed on a sample of values and scaled linearly (marked "~").
+With --workers: only ours, for the default model and 1e6 parameters, per number of worker
+processes per site (`paillier.workers`, secure_agg/pool.py), with ratios to 1 worker; counts
+above this process's cores are skipped, not simulated.
 """
 from __future__ import annotations
 
@@ -104,11 +108,89 @@ def bench_ours(updates, weights, public, secret):
     return enc / SITES, agg, dec_shard + unpack_s, len(blobs[0]), pre / SITES
 
 
+def bench_workers(updates, weights, public, secret, workers: int) -> dict[str, float]:
+    """One round of ours with `workers` processes per site: what a site's `PaillierPool` does, timed per stage."""
+    from fate_components.secure_agg import cipher
+    from fate_components.secure_agg._obfuscation_worker import public_base
+    from fate_components.secure_agg.packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
+    from fate_components.secure_agg.pool import PaillierPool
+
+    spec = PackingSpec.for_key(public.key_bits)
+    n_ct = spec.n_plaintexts(len(updates[0]))
+    total_w = float(sum(weights))
+    pool = PaillierPool(public, secret, public_base(public.n), workers=workers, site="bench")
+    try:
+        pool.wait_started()   # every process up, its comb table built (once per job) ...
+        pool.take(1)          # ... and this process's, which computes them with 1 worker
+        pre = enc = 0.0
+        blobs = []
+        for i in range(SITES):   # one pool stands in for each site's in turn
+            _, t = _timed(lambda: pool.fill(n_ct))   # what `request` computes in the background while a site trains
+            pre += t
+
+            def encode_encrypt(i=i):
+                packed = pack(encode_weighted(updates[i], weights[i] / total_w, spec)[0], spec)
+                return cipher.to_wire(public, pool.encrypt(packed))
+
+            blob, t = _timed(encode_encrypt)
+            enc += t
+            blobs.append(blob)
+        total, agg = _timed(lambda: cipher.add_all(public, [cipher.from_wire(public, b, n_ct, f"site {i}")
+                                                            for i, b in enumerate(blobs)]))
+        shard = total[: -(-len(total) // SITES)]   # the largest of the three shards
+        _, dec = _timed(lambda: pool.decrypt(shard))
+        plain = pool.decrypt(total)
+    finally:
+        pool.close()
+    mean, unpack_s = _timed(lambda: decode_sum(unpack(plain, len(updates[0]), spec), spec))
+    expected = sum(u * w for u, w in zip(updates, weights)) / total_w
+    assert np.max(np.abs(mean - np.clip(expected, -spec.clip, spec.clip))) <= spec.max_abs_error
+    return {"precompute": pre / SITES, "encrypt": enc / SITES, "arbiter add": agg, "decrypt": dec + unpack_s,
+            "total": enc / SITES + agg + dec + unpack_s}
+
+
+def main_workers(counts: list[int], key_bits: int) -> int:
+    from fate_components.core.learning.model import build_model, count_parameters
+    from fate_components.secure_agg.keys import generate_keypair
+    from fate_components.secure_agg.pool import available_cores
+
+    public, secret = generate_keypair(key_bits)
+    cores = available_cores()
+    default_size = count_parameters(build_model())
+    weights = [120, 45, 30]
+    stages = ("encrypt", "arbiter add", "decrypt", "total")
+    print(f"3 sites, Paillier {key_bits}-bit, seconds per round per site (arbiter add: the arbiter's), "
+          f"{cores} cores available; (x) = ratio to 1 worker")
+    header = f"{'size':<26}{'workers':>8}" + "".join(f"{s + ' s':>20}" for s in stages) + f"{'precompute s':>16}"
+    print(header)
+    print("-" * len(header))
+    for label, n in ((f"default model ({default_size:,})", default_size), ("1e6", 1_000_000)):
+        rng = np.random.default_rng(0)
+        updates = [rng.normal(0, 0.5, n) for _ in range(SITES)]
+        base = None
+        for workers in counts:
+            if workers > cores:
+                print(f"{label:<26}{workers:>8}  skipped: {cores} cores")
+                continue
+            row = bench_workers(updates, weights, public, secret, workers)
+            base = base or row
+            cells = "".join(f"{row[s]:>12.3f} ({base[s] / row[s]:>4.2f}x)" for s in stages)
+            print(f"{label:<26}{workers:>8}{cells}{row['precompute']:>16.3f}")
+    print("encrypt: encode, pack and encrypt with precomputed obfuscators; decrypt: the largest of the three shards, "
+          "then decode;")
+    print("total: encrypt + arbiter add + decrypt (one round's critical path); precompute: one site's obfuscators, "
+          "computed while it trains.")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="also measure ours at 1e7 parameters")
     parser.add_argument("--key-bits", type=int, default=2048)
+    parser.add_argument("--workers", help="comma-separated paillier.workers counts to sweep, e.g. 1,2,4,8,16")
     args = parser.parse_args(argv)
+    if args.workers:
+        return main_workers([int(w) for w in args.workers.split(",")], args.key_bits)
 
     from fate_components.core.learning.model import build_model, count_parameters
     from fate_components.secure_agg.keys import generate_keypair

@@ -62,6 +62,7 @@ class PaillierPool:
         self._ready: list[int] = []
         self._pending: list[Future] = []
         self._executor: ProcessPoolExecutor | None = None
+        self._warmup: list[Future] = []
         if workers > 0:
             keys = (public.to_bytes(), secret.to_bytes()) if workers > 1 else (None, None)
             # spawn: a fork of a process holding torch threads is not safe.
@@ -76,8 +77,13 @@ class PaillierPool:
             return
         self._pending.extend(self._submit(worker.obfuscators, end - start) for start, end in self._chunks(count))
 
-    def take(self, count: int) -> list[int]:
-        """`count` obfuscators: those requested first, the rest computed now."""
+    def wait_started(self) -> None:
+        """Block until every worker process is up with its comb table (what a benchmark leaves out of a round)."""
+        for f in self._warmup:
+            self._result(f)
+
+    def fill(self, count: int) -> None:
+        """Have `count` obfuscators at hand: those requested first, the rest computed now (split across the workers)."""
         while len(self._ready) < count and self._pending:
             self._ready.extend(self._result(self._pending.pop(0)))
         short = count - len(self._ready)
@@ -85,6 +91,10 @@ class PaillierPool:
             self._ready.extend(self._gather(worker.obfuscators, [(end - start,) for start, end in self._chunks(short)]))
         elif short > 0:
             self._ready.extend(make_obfuscators(self._public.n, self._h_n, short))
+
+    def take(self, count: int) -> list[int]:
+        """`count` obfuscators (see `fill`), handed over once."""
+        self.fill(count)
         out, self._ready = self._ready[:count], self._ready[count:]
         return out
 

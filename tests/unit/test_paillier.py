@@ -180,8 +180,9 @@ def test_the_pool_starts_its_processes_once_and_leaves_none_behind(small_keys):
     # Execute
     pool = PaillierPool(public, secret, public_base(public.n), workers=2, site="host 10000")
     try:
-        cts = pool.encrypt([1, 2, 3, 4, 5])
+        pool.wait_started()
         started = _children() - before
+        cts = pool.encrypt([1, 2, 3, 4, 5])
         assert pool.decrypt(cts) == [1, 2, 3, 4, 5]
         pool.request(9)
         assert _children() - before == started   # the same processes all job long

@@ -285,3 +285,17 @@ def test_a_missing_party_fails_with_a_timeout_naming_the_message():
     expected = "host 10000 waited 0.2 s for 'verdict' from arbiter 9999 under site_check"
     with pytest.raises(ChannelTimeout, match=expected):
         site_check(fed.channel(HOST_B), "hospital_b", _payload())
+
+
+def test_standalone_fate_counts_every_site_as_co_located(tmp_path):
+    # FATE standalone runs every party under one FATE-Flow, so workers="auto" shares this machine's cores among 3 sites
+    import uuid
+
+    from fate.arch.context import create_context
+
+    from fate_components.components._federation import _colocated_sites
+
+    parties = [("guest", "9999"), ("host", "10000"), ("host", "10001"), ("arbiter", "9999")]
+    ctx = create_context(local_party=parties[1], parties=parties, federation_session_id=str(uuid.uuid4()),
+                         computing_conf={"computing.standalone.data_dir": str(tmp_path)})
+    assert _colocated_sites(ctx) == 3
