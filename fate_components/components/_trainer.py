@@ -19,6 +19,7 @@ from fate_components.core.errors import ConfigError, LungError
 from fate_components.core.federation.checkpoints import CheckpointStore
 from fate_components.core.federation.round_loop import RoundReport, SiteData, run_server, run_site
 from fate_components.core.federation.state import TrainingState
+from fate_components.core.learning.device import resolve_device, site_device_problem
 from fate_components.core.learning.model import ModelConfig, build_model, count_parameters
 from fate_components.core.learning.model_io import load_model, replace_file, save_model
 from fate_components.core.learning.signature import model_signature
@@ -45,6 +46,7 @@ class TrainJob:
     checkpoint_dir: str = ""
     resume: bool = False
     inference_precision: str = "float32"
+    device: str = "auto"   # auto, cpu, cuda, cuda:N (learning.device); checked before round 1 by the arbiter
 
     @property
     def allow_plaintext(self) -> bool:
@@ -149,10 +151,15 @@ def train_site(ctx, job: TrainJob, artifacts: SiteArtifacts) -> None:
                 len(data.val_x), count_parameters(model))
     n_sites = 1 + len(ctx.hosts)
     budget_rounds, dp_error = _dp_plan(privacy, config, data, n_sites)
+    # A device this site cannot use fails every party before round 1, naming the site (the arbiter's verdict).
+    device, device_error = site_device_problem(job.device, privacy.mode)
     site_check(ctx, job.site_name, {"signature": model_signature(model), "patch_spec": dataset.summary["patch_spec"],
                                     "schedule": {"rounds": config.rounds, "aggregation": job.aggregation,
                                                  "patience": config.patience, "dp": privacy.to_dict()},
-                                    "dp_error": dp_error})
+                                    "dp_error": dp_error, "device_error": device_error})
+    if device is None:   # the verdict names it; this only guards a check that let it through
+        raise ConfigError(f"{job.site_name}: {device_error}")
+    logger.info("%s: training on %s", job.site_name, device)
     # The sites (not the arbiter) agree on the rounds every site's budget allows.
     max_rounds = agree_min(ctx, "dp_rounds", budget_rounds) if privacy.max_epsilon is not None else None
     if max_rounds is not None and max_rounds < config.rounds:
@@ -166,7 +173,7 @@ def train_site(ctx, job: TrainJob, artifacts: SiteArtifacts) -> None:
     observers = [metrics, *([store] if store else []), *([ContinueSignal()] if ctx.is_on_guest else [])]
     try:
         run_site(model, data, config, ctx.on_iterations.ctxs_range(config.rounds), aggregator, privacy=privacy,
-                 n_sites=n_sites, max_rounds=max_rounds, observers=observers, resume=resume_state)
+                 n_sites=n_sites, max_rounds=max_rounds, observers=observers, resume=resume_state, device=device)
     finally:
         aggregator.close()
     history = metrics.history
@@ -289,8 +296,10 @@ def _write_predictions(model: torch.nn.Module, dataset: PatchDataset, prediction
     return len(rows)
 
 
-def predict_site(ctx, test_data, input_model, predictions, inference_precision: str = "float32") -> None:
+def predict_site(ctx, test_data, input_model, predictions, inference_precision: str = "float32",
+                 device: str = "auto") -> None:
     model, meta = load_model(Path(input_model.get_directory()))
+    model.to(resolve_device(device))   # no federation in predict: a device that is not there fails here
     dataset = PatchDataset(Path(test_data.get_directory()))
     if dataset.summary["patch_spec"] != meta["patch_spec"]:
         raise ConfigError(f"test data were cut with {dataset.summary['patch_spec']}, but the model was trained on "

@@ -89,6 +89,10 @@ def train(
                                        "(set per site under parameters.sites; empty = none)"),
     resume: cpn.parameter(type=bool, default=False,
                           desc="continue from the last round completed by every site, from checkpoint_dir"),
+    device: cpn.parameter(type=str, default="auto",
+                          desc="where a site trains and predicts: auto (CUDA when torch sees a GPU, else the CPU), "
+                               "cpu, cuda or cuda:N; CUDA trains with mixed precision; dp mode sample runs on "
+                               "the CPU only; a device a site lacks fails every party before round 1"),
 ):
     from fate_components.components import _trainer, _watchdog
 
@@ -111,7 +115,8 @@ def train(
                                 model=ModelConfig.from_dict(model or {}), aggregation=aggregation,
                                 agg_options={"paillier": paillier, "allow_plaintext": allow_plaintext,
                                              "strict_check": strict_check},
-                                checkpoint_dir=checkpoint_dir, resume=resume, inference_precision=inference_precision)
+                                checkpoint_dir=checkpoint_dir, resume=resume, inference_precision=inference_precision,
+                                device=device)
         # On every party, the arbiter included, before any exchange.
         job.privacy.check_training(config.fedprox_mu, config.hard_negative_fraction)
         if role.is_arbiter:
@@ -139,6 +144,8 @@ def predict(
     predictions: cpn.data_directory_output(roles=[GUEST, HOST], optional=True,
                                            desc="predictions.csv and a LUNA16 submission.csv for test_data"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1, desc="torch threads"),
+    device: cpn.parameter(type=str, default="auto", desc="auto (CUDA when torch sees a GPU, else the CPU), cpu, "
+                                                          "cuda or cuda:N"),
     inference_precision: cpn.parameter(type=params.string_choice(["float32", "bfloat16"]), default="float32",
                                        desc="precision of the final scoring of test_data: bfloat16 is about 2x "
                                             "faster on CPUs with AVX512-BF16 or AMX, scores within ~3e-3"),
@@ -150,4 +157,4 @@ def predict(
 
     _trainer.require_predict_io(test_data, predictions)
     _trainer.limit_threads(threads)
-    _trainer.predict_site(ctx, test_data, input_model, predictions, inference_precision)
+    _trainer.predict_site(ctx, test_data, input_model, predictions, inference_precision, device)

@@ -46,6 +46,8 @@ def arbiter_check(channel: Channel, *, check_torch_version: bool = True) -> None
     labels = [_party_label(info["site_name"], site.party_id) for info, site in zip(infos, channel.sites)]
     verdict = next((f"Differential privacy check failed at {label}: {info['dp_error']}"
                     for label, info in zip(labels, infos) if info.get("dp_error")), None)
+    verdict = verdict or next((f"Device check failed at {label}: {info['device_error']}"
+                               for label, info in zip(labels, infos) if info.get("device_error")), None)
     verdict = verdict or signature_mismatch({label: info["signature"] for label, info in zip(labels, infos)},
                                             check_torch_version=check_torch_version)
     if verdict is None:

@@ -50,6 +50,7 @@ class CheckpointStore:
         path = self._path(round_idx)
         if not path.exists():
             raise ConfigError(f"resume: no checkpoint of round {round_idx + 1} at {path}")
+        # map_location: a checkpoint from an older build may hold CUDA tensors; restore() moves them on.
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != self.fingerprint:
             raise ConfigError(f"resume: {path} was written by a job with another model or other training settings; "

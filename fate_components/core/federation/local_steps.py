@@ -18,6 +18,7 @@ from fate_components.core.data.negative_sampling import EpochSampler
 from fate_components.core.data.patch_file import RowView
 from fate_components.core.errors import ConfigError
 from fate_components.core.learning.augmentation import augment_3d
+from fate_components.core.learning.device import model_device
 from fate_components.core.learning.training import LocalResult, TrainConfig, predict_proba, train_local
 from fate_components.core.privacy.dp import DPConfig, PatientDPSGD, train_local_dp
 
@@ -90,6 +91,9 @@ class PatientDPStep:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, data: SiteData, config: TrainConfig,
                  privacy: DPConfig, generator: torch.Generator) -> None:
         privacy.check_training(config.fedprox_mu, config.hard_negative_fraction)
+        if model_device(model).type != "cpu":   # the pre-round check refuses this first (site_device_problem)
+            raise ConfigError(f"dp.mode='sample' (patient-level DP-SGD) runs on the CPU only, not on "
+                              f"{model_device(model)}; set device to cpu")
         if data.train_groups is None:
             raise ConfigError("dp.mode='sample' needs the patient of every training patch")
         self.data, self.config, self.generator = data, config, generator

@@ -89,7 +89,7 @@ class RoundObserver(Protocol):
 def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iterable[tuple[int, Any]],
              aggregator: UpdateAggregator, *, privacy: DPConfig | None = None, n_sites: int = 1,
              max_rounds: int | None = None, observers: Sequence[RoundObserver] = (),
-             resume: TrainingState | None = None) -> list[RoundReport]:
+             resume: TrainingState | None = None, device: torch.device | str = "cpu") -> list[RoundReport]:
     """Train locally, average with the other sites, evaluate; once per round.
 
     Early stopping: every site holds the same global validation loss after each round, so
@@ -98,11 +98,14 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
     privacy budget allows, agreed before round 1) ends training after that round. `privacy`
     chooses patient-level DP-SGD (mode sample, a local step) or hospital-level DP-FedAvg
     (client, a filter around `aggregator`). `resume` (a state an observer captured) continues
-    after its round exactly as the uninterrupted run would have.
+    after its round exactly as the uninterrupted run would have. The model moves to `device` and
+    trains, is evaluated and stays there (a CPU is today's path, bit for bit; see `learning.device`);
+    the exchange with the other sites is float32 numpy on the CPU either way.
     """
     privacy = privacy or DPConfig()
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # dropout draws from the global generator: make reruns repeatable
+    model.to(device)   # before the optimizer, so that its state is created on the device
     optimizer = config.make_optimizer(model)
     step = make_local_step(model, optimizer, data, config, privacy, generator)
     aggregation = site_aggregation(aggregator, privacy, n_sites)
@@ -112,6 +115,8 @@ def run_site(model: nn.Module, data: SiteData, config: TrainConfig, rounds: Iter
     try:
         start_after = -1
         if resume is not None:
+            # A checkpoint holds CPU tensors: load_state_dict copies them onto the model's device, and
+            # torch's Optimizer.load_state_dict casts the optimizer state to each parameter's device.
             resume.restore(model=model, optimizer=optimizer, generator=generator, stopping=stopping)
             step.dp_steps = resume.dp_steps
             start_after = resume.round

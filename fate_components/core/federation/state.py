@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fate_components.core.federation.early_stopping import EarlyStopping
+from fate_components.core.learning.device import to_cpu
 
 __all__ = ["TrainingState"]
 
@@ -47,10 +48,14 @@ class TrainingState:
         stopping.best_loss, stopping.best_round, stopping.best_state = self.best_loss, self.best_round, self.best_state
 
     def to_dict(self) -> dict:
-        """Plain containers and tensors only: what `torch.load(weights_only=True)` reads back."""
-        return {"round": self.round, "model": self.model, "optimizer": self.optimizer, "generator": self.generator,
-                "torch_rng": self.torch_rng, "best_loss": self.best_loss, "best_round": self.best_round,
-                "best_state": self.best_state, "dp_steps": self.dp_steps}
+        """Plain containers and CPU tensors only: what `torch.load(weights_only=True)` reads back on any machine.
+
+        A state captured on a GPU is written with its tensors on the CPU (a CPU run's tensors are
+        written as they are), so a checkpoint resumes on a CPU or a GPU alike.
+        """
+        return {"round": self.round, "model": to_cpu(self.model), "optimizer": to_cpu(self.optimizer),
+                "generator": self.generator, "torch_rng": self.torch_rng, "best_loss": self.best_loss,
+                "best_round": self.best_round, "best_state": to_cpu(self.best_state), "dp_steps": self.dp_steps}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainingState":

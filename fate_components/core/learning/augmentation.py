@@ -30,7 +30,7 @@ def augment_3d(x: torch.Tensor, generator: torch.Generator, *, max_shift: int = 
         n = x.shape[0]
         gain = 1 + jitter * (2 * torch.rand((n, 1, 1, 1, 1), generator=generator) - 1)
         offset = 0.5 * jitter * (2 * torch.rand((n, 1, 1, 1, 1), generator=generator) - 1)
-        x = x * gain + offset
+        x = x * gain.to(x.device) + offset.to(x.device)   # drawn on the CPU generator; no-ops on a CPU
     return x
 
 

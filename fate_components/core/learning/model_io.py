@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from fate_components.core.learning.device import to_cpu
 from fate_components.core.learning.model import ModelConfig, build_model
 
 __all__ = ["MODEL_FILE", "META_FILE", "replace_file", "save_model", "load_model"]
@@ -32,12 +33,13 @@ def replace_file(path: Path, write: Callable[[Path], object]) -> None:
 def save_model(directory: Path, model: torch.nn.Module, meta: dict) -> None:
     """`meta` must hold "model_config" (a `ModelConfig.to_dict()`): `load_model` rebuilds from it."""
     directory.mkdir(parents=True, exist_ok=True)
-    replace_file(directory / MODEL_FILE, lambda p: torch.save(model.state_dict(), p))
+    # CPU tensors whatever the training device, so the model loads on a machine without a GPU.
+    replace_file(directory / MODEL_FILE, lambda p: torch.save(to_cpu(model.state_dict()), p))
     replace_file(directory / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=2)))
 
 
 def load_model(directory: Path) -> tuple[torch.nn.Module, dict]:
-    """The model (in eval mode) and its meta, from a directory `save_model` wrote."""
+    """The model (in eval mode, on the CPU: move it where it should run) and its meta, from `save_model`'s files."""
     directory = Path(directory)
     meta = json.loads((directory / META_FILE).read_text())
     model = build_model(ModelConfig.from_dict(meta["model_config"]))

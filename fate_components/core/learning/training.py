@@ -14,8 +14,9 @@ from fate_components.core.data.negative_sampling import DEFAULT_NEGATIVES_PER_PO
 from fate_components.core.errors import ConfigError
 from fate_components.core.evaluation.auc import candidate_auc
 from fate_components.core.learning.augmentation import augment_3d
+from fate_components.core.learning.device import LOADER_WORKERS, EpochBatches, amp_dtype, cuda_batches, model_device
 
-__all__ = ["INFERENCE_PRECISIONS", "TrainConfig", "LocalResult", "train_local", "evaluate",
+__all__ = ["INFERENCE_PRECISIONS", "CUDA_PREDICT_BATCH", "TrainConfig", "LocalResult", "train_local", "evaluate",
            "predict_proba", "get_parameters", "set_parameters"]
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -106,11 +107,15 @@ def _as_tensor(patches: np.ndarray) -> torch.Tensor:
 def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.ndarray, labels: np.ndarray, *,
                 epochs: int, batch_size: int, generator: torch.Generator, augment: bool = False,
                 fedprox_mu: float = 0.0, aug_shift_voxels: int = 0, aug_intensity_jitter: float = 0.0,
-                sampler: EpochSampler | None = None) -> LocalResult:
-    """Run `epochs` passes over the site's training patches ([N,1,D,H,W], labels {0,1}).
+                sampler: EpochSampler | None = None, amp: bool = True, channels_last: bool = False,
+                loader_workers: int = LOADER_WORKERS) -> LocalResult:
+    """Run `epochs` passes over the site's training patches ([N,1,D,H,W], labels {0,1}) on the model's device.
 
     `patches` may be a memory map or a `RowView`: only one batch is read into memory at a time.
     With `sampler`, each epoch trains on the rows it draws (every positive, fresh negatives).
+    On CUDA (see `device`) the same batches in the same order come through a DataLoader with
+    `loader_workers` readers, under autocast when `amp`, channels-last 3-D when `channels_last`;
+    on a CPU those three options do nothing.
     """
     if len(patches) == 0:
         raise ConfigError("no training patches at this site: check the reader's output and val_fraction")
@@ -121,6 +126,8 @@ def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.
     last_epoch_loss = 0.0
     anchor = [p.detach().clone() for p in model.parameters()] if fedprox_mu > 0 else None
     n_samples = len(patches)
+    device = model_device(model)
+    cuda = _CudaSteps(model, optimizer, amp, channels_last, loader_workers) if device.type != "cpu" else None
     for _ in range(epochs):
         if sampler is None:
             order = torch.randperm(len(patches), generator=generator).numpy()
@@ -128,6 +135,12 @@ def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.
             rows = sampler.draw(generator)
             order = rows[torch.randperm(len(rows), generator=generator).numpy()]
             n_samples = len(rows)
+        if cuda is not None:
+            total, count = cuda.epoch(EpochBatches(patches, labels, order, batch_size), loss_fn, generator,
+                                      augment=augment, max_shift=aug_shift_voxels, jitter=aug_intensity_jitter,
+                                      anchor=anchor, fedprox_mu=fedprox_mu)
+            last_epoch_loss = total / count
+            continue
         total, count = 0.0, 0
         for lo in range(0, len(order), batch_size):
             idx = np.sort(order[lo:lo + batch_size])  # sorted reads are kinder to a memory-mapped array
@@ -148,11 +161,51 @@ def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.
     return LocalResult(loss=last_epoch_loss, n_samples=n_samples, seconds=time.perf_counter() - start)
 
 
+class _CudaSteps:
+    """The training step on a GPU: batches through the DataLoader, autocast, a gradient scaler for float16."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, amp: bool, channels_last: bool,
+                 loader_workers: int) -> None:
+        self.model, self.optimizer, self.workers = model, optimizer, loader_workers
+        self.device = model_device(model)
+        self.dtype = amp_dtype() if amp else None
+        # float16 needs loss scaling against underflowing gradients; bfloat16 has float32's range.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+        if channels_last:
+            model.to(memory_format=self.memory_format)
+
+    def epoch(self, batches: EpochBatches, loss_fn: nn.Module, generator: torch.Generator, *, augment: bool,
+              max_shift: int, jitter: float, anchor: list[torch.Tensor] | None,
+              fedprox_mu: float) -> tuple[float, int]:
+        """One pass over `batches`; (sum of batch losses x batch sizes, patches seen), synchronised once."""
+        total = torch.zeros((), device=self.device)
+        count = 0
+        for x, y in cuda_batches(batches, self.workers):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if augment:   # the same draws from the CPU generator, in the same order, as the CPU loop
+                x = augment_3d(x, generator, max_shift=max_shift, jitter=jitter)
+            x = x.contiguous(memory_format=self.memory_format)
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                loss = loss_fn(self.model(x), y)
+            objective = loss.float()
+            if anchor is not None:   # the proximal term in float32, outside autocast
+                objective = objective + 0.5 * fedprox_mu * sum(((p - a) ** 2).sum()
+                                                               for p, a in zip(self.model.parameters(), anchor))
+            self.scaler.scale(objective).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total += loss.detach().float() * len(y)
+            count += len(y)
+        return float(total), count
+
+
 INFERENCE_PRECISIONS = ("float32", "bfloat16")
 
 
 @torch.inference_mode()
-def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int = 16,
+def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int | None = None,
                   precision: str = "float32") -> np.ndarray:
     """Probabilities of every patch, read one batch at a time (a site's patches are never loaded whole).
 
@@ -162,10 +215,14 @@ def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int = 16,
     the copy's ReLUs work in place, a few percent more (bench/luna16_scale.py measures the rate).
     precision="bfloat16" runs the convolutions in bfloat16 (CPU autocast): faster again on CPUs
     with AVX512-BF16 or AMX, scores within ~3e-3 of float32 (bench/luna16_scale.py).
+    On CUDA (the model's device) it scores there, in batches of `CUDA_PREDICT_BATCH` by default.
     """
     if precision not in INFERENCE_PRECISIONS:
         raise ConfigError(f"inference precision must be one of {INFERENCE_PRECISIONS}, not {precision!r}")
     model.eval()
+    if model_device(model).type != "cpu":
+        return _predict_cuda(model, patches, batch_size or CUDA_PREDICT_BATCH, precision)
+    batch_size = batch_size or 16
     fast = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
     for module in fast.modules():
         if isinstance(module, nn.ReLU):
@@ -178,8 +235,22 @@ def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int = 16,
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def evaluate(model: nn.Module, patches: np.ndarray, labels: np.ndarray, batch_size: int = 16) -> dict:
-    """Loss, AUC and accuracy at 0.5 on a labelled patch set."""
+CUDA_PREDICT_BATCH = 256   # a GPU needs wide batches to be busy; 256 patches of 32^3 are small for its memory
+
+
+def _predict_cuda(model: nn.Module, patches: np.ndarray, batch_size: int, precision: str) -> np.ndarray:
+    """predict_proba on the model's GPU; "float32" there still lets cuDNN use TF32 (torch's default)."""
+    device = model_device(model)
+    batches = EpochBatches(patches, None, np.arange(len(patches)), batch_size, sort=False)
+    out = []
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        for x in cuda_batches(batches):
+            out.append(torch.sigmoid(model(x.to(device, non_blocking=True)).float()))
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def evaluate(model: nn.Module, patches: np.ndarray, labels: np.ndarray, batch_size: int | None = None) -> dict:
+    """Loss, AUC and accuracy at 0.5 on a labelled patch set (on the model's device)."""
     if len(patches) == 0:
         return {"loss": float("nan"), "auc": float("nan"), "accuracy": float("nan"), "n": 0}
     prob = predict_proba(model, patches, batch_size)
