@@ -21,6 +21,7 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import _harness  # noqa: E402,F401  (puts the project root on sys.path)
 import numpy as np  # noqa: E402
 
 SITES = 3
