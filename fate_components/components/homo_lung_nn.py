@@ -50,7 +50,8 @@ def train(
                                     "pairwise-mask secure aggregation (the arbiter sees the mean); plaintext: "
                                     "debugging only"),
     paillier: cpn.parameter(type=dict, default={}, desc="key_bits (2048), allow_weak_key, precision_bits (20), "
-                                                        "clip (8.0), obfuscation_workers (1)"),
+                                                        "clip (8.0), workers (\"auto\": Paillier processes per site, "
+                                                        "the cores shared by the sites on this machine, 1 to 16)"),
     allow_plaintext: cpn.parameter(type=bool, default=False, desc="required to run aggregation=plaintext"),
     strict_check: cpn.parameter(type=bool, default=True,
                                 desc="also require the same torch version at every site (architecture always checked)"),

@@ -1,7 +1,7 @@
 """Before round 1: the strict pre-round check (one verdict for every party) and the sites' agreement on a minimum.
 
 `site_check` (each site) and `arbiter_check` (the arbiter) meet under tag ``site_check``: every
-site sends its model signature, patch settings, schedule and DP verdict (``site_info``); the
+site sends its model signature, patch settings, schedule, DP and device verdicts (``site_info``); the
 arbiter compares them and sends every site the same verdict (``verdict``, None when all agree),
 naming the parties, and every party raises `FederationError` with it. `agree_min` runs among
 the sites only: the arbiter never sees the values.
