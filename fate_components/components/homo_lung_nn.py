@@ -78,7 +78,7 @@ def train(
     threads: cpn.parameter(type=params.conint(gt=0), default=1,
                            desc="torch threads per party (one process runs per party)"),
     inference_precision: cpn.parameter(type=params.string_choice(["float32", "bfloat16"]), default="float32",
-                                       desc="precision of the final scoring of test_data: bfloat16 is about 2x "
+                                       desc="precision of the final scoring of test_data: bfloat16 is about 1.5x "
                                             "faster on CPUs with AVX512-BF16 or AMX, scores within ~3e-3"),
     federation_timeout: cpn.parameter(type=params.confloat(gt=0), default=1800.0,
                                       desc="seconds the coordinator waits for a hospital's message before it fails "
@@ -148,7 +148,7 @@ def predict(
     device: cpn.parameter(type=str, default="auto", desc="auto (CUDA when torch sees a GPU, else the CPU), cpu, "
                                                           "cuda or cuda:N"),
     inference_precision: cpn.parameter(type=params.string_choice(["float32", "bfloat16"]), default="float32",
-                                       desc="precision of the final scoring of test_data: bfloat16 is about 2x "
+                                       desc="precision of the final scoring of test_data: bfloat16 is about 1.5x "
                                             "faster on CPUs with AVX512-BF16 or AMX, scores within ~3e-3"),
 ):
     if role.is_arbiter:
