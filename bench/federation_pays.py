@@ -11,7 +11,7 @@ reader settings (conf/lung_conf.json), same budget of rounds x local epochs:
   (c) FedAvg with Paillier: the README's main job on a standalone FATE-Flow of its own;
   (d) FedProx with Paillier: the same job with fedprox_mu.
 Every run trains on every positive plus `negatives_per_positive` (10) fresh negatives per
-positive each epoch. (a) and (b) run the sites' own training loop (core.federated.run_site)
+positive each epoch. (a) and (b) run the sites' own training loop (core.federation.round_loop.run_site)
 with an aggregator that returns the local model unchanged, so only the data differ.
 
 Then three ways of choosing negatives, centralized, at one budget (3 negatives per positive
