@@ -149,16 +149,18 @@ def train_local(model: nn.Module, optimizer: torch.optim.Optimizer, patches: np.
                 x = augment_3d(x, generator, max_shift=aug_shift_voxels, jitter=aug_intensity_jitter)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
-            objective = loss
-            if anchor is not None:
-                objective = loss + 0.5 * fedprox_mu * sum(((p - a) ** 2).sum()
-                                                          for p, a in zip(model.parameters(), anchor))
+            objective = loss if anchor is None else loss + _proximal_term(model, anchor, fedprox_mu)
             objective.backward()
             optimizer.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         last_epoch_loss = total / count
     return LocalResult(loss=last_epoch_loss, n_samples=n_samples, seconds=time.perf_counter() - start)
+
+
+def _proximal_term(model: nn.Module, anchor: list[torch.Tensor], mu: float) -> torch.Tensor:
+    """FedProx: mu/2 * ||w - w_round_start||^2 over every parameter."""
+    return 0.5 * mu * sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
 
 
 class _CudaSteps:
@@ -191,8 +193,7 @@ class _CudaSteps:
                 loss = loss_fn(self.model(x), y)
             objective = loss.float()
             if anchor is not None:   # the proximal term in float32, outside autocast
-                objective = objective + 0.5 * fedprox_mu * sum(((p - a) ** 2).sum()
-                                                               for p, a in zip(self.model.parameters(), anchor))
+                objective = objective + _proximal_term(self.model, anchor, fedprox_mu)
             self.scaler.scale(objective).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -211,7 +212,7 @@ def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int | None 
 
     Runs a channels-last copy of the model: oneDNN's 3D convolutions are about 1.3x faster on a CPU
     in that layout; the scores agree with the plain layout to ~1e-7. Batches of 16 score about
-    1.45x faster than batches of 64 on one core (smaller activations; measured side by side), and
+    1.4x faster than batches of 64 on one core (smaller activations; measured side by side), and
     the copy's ReLUs work in place, a few percent more (bench/luna16_scale.py measures the rate).
     precision="bfloat16" runs the convolutions in bfloat16 (CPU autocast): faster again on CPUs
     with AVX512-BF16 or AMX, scores within ~3e-3 of float32 (bench/luna16_scale.py).
