@@ -4,8 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fate_components.core.data.candidates import read_annotations, read_candidates
-from fate_components.core.errors import CoordinateOutOfVolumeError, LungError
+from fate_components.core.data.candidates import read_candidates
+from fate_components.core.data.site_tables import findings_problems, missing_scan_error, read_findings
+from fate_components.core.errors import LungError
+from fate_components.core.imaging.patches import outside_scan_error
 from fate_components.core.imaging.scans import index_scans, read_scan
 
 
@@ -16,6 +18,7 @@ class SiteCheck:
     candidates: int = 0
     positives: int = 0
     annotations: int = 0
+    excluded: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -24,7 +27,8 @@ class SiteCheck:
 
     def summary(self) -> str:
         head = (f"{self.site_root}: {self.scans} scans, {self.candidates} candidates "
-                f"({self.positives} positive), {self.annotations} annotated nodules")
+                f"({self.positives} positive), {self.annotations} annotated nodules"
+                + (f", {self.excluded} excluded findings" if self.excluded else ""))
         if self.ok:
             return head + " - OK"
         shown = "\n  ".join(self.problems[:20])
@@ -33,7 +37,11 @@ class SiteCheck:
 
 
 def check_site(site_root: Path) -> SiteCheck:
-    """Every candidate's seriesuid has a readable scan and lies inside it; the csv files are well formed."""
+    """Every candidate's and annotation's seriesuid has a readable scan and its centre lies inside it.
+
+    The csv files must be well formed, and candidates.csv must have rows. annotations.csv and
+    annotations_excluded.csv are optional; their rows are checked by `site_tables`' rule.
+    """
     site_root = Path(site_root)
     report = SiteCheck(site_root=site_root)
     candidates_csv = site_root / "candidates.csv"
@@ -42,17 +50,25 @@ def check_site(site_root: Path) -> SiteCheck:
         return report
     try:
         candidates = read_candidates(candidates_csv)
-        if (site_root / "annotations.csv").exists():
-            report.annotations = len(read_annotations(site_root / "annotations.csv"))
+        findings = read_findings(site_root)
         index = index_scans(site_root)
     except LungError as e:
         report.problems.append(str(e))
         return report
     report.candidates = len(candidates)
     report.positives = sum(c.label == 1 for c in candidates)
+    report.annotations = len(findings.get("annotations.csv", []))
+    report.excluded = len(findings.get("annotations_excluded.csv", []))
     by_scan: dict[str, list] = {}
     for c in candidates:
         by_scan.setdefault(c.seriesuid, []).append(c)
+    n_scans = len(set(index.values()))
+    for shown, rows in findings.items():   # a scan named only by annotations is read (and checked) too
+        for a in rows:
+            if a.seriesuid not in index:
+                report.problems.append(str(missing_scan_error(shown, a, n_scans)))
+            else:
+                by_scan.setdefault(a.seriesuid, [])
     for seriesuid, cands in by_scan.items():
         try:
             volume = read_scan(site_root, seriesuid, index)
@@ -62,8 +78,8 @@ def check_site(site_root: Path) -> SiteCheck:
         report.scans += 1
         for c in cands:
             if not volume.contains_world(c.world_xyz_mm):
-                report.problems.append(str(CoordinateOutOfVolumeError(
-                    f"candidates.csv line {c.row}: candidate {c.world_xyz_mm} mm lies outside scan {seriesuid}")))
+                report.problems.append(str(outside_scan_error(volume, c.world_xyz_mm, c.row)))
+        report.problems += [str(error) for _, _, error in findings_problems(findings, seriesuid, volume)]
     return report
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -29,6 +29,9 @@ class Annotation:
     seriesuid: str
     world_xyz_mm: tuple[float, float, float]
     diameter_mm: float
+    # Line number in its csv (header = line 1), for messages; 0 when not read from a file. Not part of
+    # equality: the same finding read from two files is the same finding.
+    row: int = field(default=0, compare=False)
 
 
 def csv_rows(path: Path, expected: tuple[str, ...], shown: str) -> Iterable[tuple[int, dict[str, str]]]:
@@ -90,7 +93,10 @@ def _xyz(row: dict[str, str], line: int, shown: str) -> tuple[float, float, floa
 
 
 def read_candidates(path: Path, *, shown: str | None = None) -> list[Candidate]:
-    """Read a LUNA16 candidates.csv (extra columns allowed); `shown` names the file in errors."""
+    """Read a LUNA16 candidates.csv (extra columns allowed); `shown` names the file in errors.
+
+    A table without rows is refused (CsvFormatError); an empty annotations.csv is fine (a site without nodules).
+    """
     shown = shown or Path(path).name
     candidates = []
     for line, row in csv_rows(path, CANDIDATE_COLUMNS, shown):
@@ -98,6 +104,11 @@ def read_candidates(path: Path, *, shown: str | None = None) -> list[Candidate]:
         if label not in (0.0, 1.0):
             raise CsvFormatError(f"{shown}: line {line}: class is {row['class']!r}, expected 0 or 1")
         candidates.append(Candidate(_seriesuid(row, line, shown), _xyz(row, line, shown), int(label), line))
+    if not candidates:
+        # A header-only table would build an empty dataset and pass as a success.
+        raise CsvFormatError(f"{shown}: has a header but no candidate rows; expected one row per candidate "
+                             f"({','.join(CANDIDATE_COLUMNS)}), e.g. LUNA16's candidates.csv; a site needs at "
+                             f"least one candidate to train or predict on")
     return candidates
 
 
@@ -125,7 +136,7 @@ def read_annotations(path: Path, *, shown: str | None = None,
                 fix = "(the nodule's diameter in mm)"
             raise CsvFormatError(f"{shown}: line {line}: diameter_mm is {row['diameter_mm']!r}, expected a "
                                  f"positive number {fix}")
-        annotations.append(Annotation(_seriesuid(row, line, shown), _xyz(row, line, shown), diameter))
+        annotations.append(Annotation(_seriesuid(row, line, shown), _xyz(row, line, shown), diameter, line))
     return annotations
 
 

@@ -6,6 +6,9 @@ Layout of the dataset directory:
   of patches.npy; patient_split (train/val) is decided per seriesuid (one seriesuid = one
   patient), so no patient has patches on both sides;
 - ``summary.json``: counts, skip reasons, patch spec, parameters and per-scan spacing.
+
+A build that would hold no patch at all (every scan skipped, every candidate outside its scan, or
+sampling keeping nothing) raises EmptyDatasetError naming why, and writes nothing.
 """
 from __future__ import annotations
 
@@ -21,20 +24,25 @@ from typing import Callable
 
 import numpy as np
 
-from fate_components.core.data.candidates import Candidate, read_annotations, read_candidates
+from fate_components.core.data.candidates import Annotation, Candidate, read_candidates
 from fate_components.core.data.patch_file import PatchFile
+from fate_components.core.data.site_tables import findings_problems, missing_scan_error, read_findings
 from fate_components.core.errors import ConfigError, LungError, MissingScanError, ScanReadError, display_path
 from fate_components.core.imaging.patches import PatchSpec, extract_patches, outside_scan_error
 from fate_components.core.imaging.scans import index_scans, read_scan
 
 __all__ = ["ReadReport", "PatchRecord", "PatchDataset", "build_patch_dataset", "patient_split",
-           "FORMAT_VERSION"]
+           "EmptyDatasetError", "FORMAT_VERSION"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _TABLE_COLUMNS = ("index", "seriesuid", "coordX", "coordY", "coordZ", "label", "patient_split")
 _SPLITS = ("train", "val")
+
+
+class EmptyDatasetError(LungError):
+    """A site whose patch dataset would hold no patch; the message says why (first reasons) and how to fix it."""
 
 
 @dataclass
@@ -47,6 +55,7 @@ class ReadReport:
     negatives_dropped: int = 0                                    # left out by sampling (train mode)
     candidates_skipped: list[dict] = field(default_factory=list)  # {seriesuid, row, reason, message}
     spacings_mm: list[tuple] = field(default_factory=list)        # (x, y, z) of every scan read
+    annotations_skipped: list[dict] = field(default_factory=list)  # {file, row, seriesuid, reason, message}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,24 +144,30 @@ def build_patch_dataset(site_root: Path, out_dir: Path, *, spec: PatchSpec = Pat
     site_root, out_dir = Path(site_root), Path(out_dir)
     candidates_csv = site_root / "candidates.csv"
     candidates = read_candidates(candidates_csv, shown=display_path(candidates_csv, site_root))
-    annotations_csv = site_root / "annotations.csv"
-    n_annotations = (len(read_annotations(annotations_csv, shown=display_path(annotations_csv, site_root)))
-                     if annotations_csv.is_file() else None)
+    findings = read_findings(site_root)
+    n_annotations = len(findings["annotations.csv"]) if "annotations.csv" in findings else None
     index = index_scans(site_root)
     selected, dropped = _select(candidates, mode, negative_ratio, seed)
     splits = patient_split((c.seriesuid for c in candidates), val_fraction, seed)
     report = ReadReport(candidates_total=len(candidates), negatives_dropped=dropped)
+    _check_findings_have_scans(findings, index, on_bad_scan, report)   # before anything is written
 
     partial = _prepare_out_dir(out_dir)
     try:
         n_written, records, scans = _cut_patches(site_root, partial, selected, index, spec, on_bad_scan,
-                                                 report, progress)
+                                                 report, progress, findings)
+        if n_written == 0:
+            raise EmptyDatasetError(f"no patches to write: {_why_empty(report, selected, mode, negative_ratio)}; "
+                                    f"nothing was written to {out_dir.name}/. `fate-lung check-site "
+                                    f"{site_root.name}` lists every problem of the site")
         _write_table(partial / "candidates.csv", records, splits)
         summary = {
             "format_version": FORMAT_VERSION, "mode": mode, "negative_ratio": negative_ratio,
             "val_fraction": val_fraction, "seed": seed, "on_bad_scan": on_bad_scan,
             "patch_spec": spec.to_dict(), "patches_shape": [n_written, 1] + [spec.size_voxels] * 3,
             "patches_dtype": "float16", "annotations": n_annotations,
+            "annotations_excluded": (len(findings["annotations_excluded.csv"])
+                                     if "annotations_excluded.csv" in findings else None),
             "patients_per_split": {s: len({r.seriesuid for r in records if splits[r.seriesuid] == s})
                                    for s in _SPLITS},
             "patches_per_split": {s: sum(splits[r.seriesuid] == s for r in records) for s in _SPLITS},
@@ -175,9 +190,49 @@ class PatchRecord:
     patient_split: str
 
 
+def _skip_finding(report: ReadReport, error: LungError, shown: str, finding: Annotation, reason: str) -> None:
+    report.annotations_skipped.append({"file": shown, "row": finding.row, "seriesuid": finding.seriesuid,
+                                       "reason": reason, "message": str(error)})
+    logger.warning("%s", error)
+
+
+def _check_findings_have_scans(findings: dict[str, list[Annotation]], index: dict[str, Path], on_bad_scan: str,
+                               report: ReadReport) -> None:
+    """Annotation rows whose seriesuid has no scan: raise the first, or report each (site_tables' rule)."""
+    n_scans = len(set(index.values()))
+    for shown, rows in findings.items():
+        for finding in (a for a in rows if a.seriesuid not in index):
+            error = missing_scan_error(shown, finding, n_scans)
+            if on_bad_scan == "raise":
+                raise error
+            _skip_finding(report, error, shown, finding, "missing scan")
+
+
+def _why_empty(report: ReadReport, selected: list[Candidate], mode: str, negative_ratio: float) -> str:
+    """Why no patch was written, with the first reasons (the report holds them all)."""
+    if not selected:
+        return (f"mode {mode!r} with negative_ratio={negative_ratio} keeps that many negatives per positive and "
+                f"candidates.csv has no positive (class 1) row, so no candidate is kept; use negative_ratio=0 "
+                f"or add the positives")
+
+    def first(entries: list[dict]) -> str:
+        shown = "; ".join(e["message"] for e in entries[:2])
+        return shown + (f"; and {len(entries) - 2} more" if len(entries) > 2 else "")
+
+    n_scans = len({c.seriesuid for c in selected})
+    skipped = report.scans_skipped
+    outside = [c for c in report.candidates_skipped if c["reason"] == "outside scan"]
+    if len(skipped) == n_scans:
+        return f"all {n_scans} scans were skipped: {first(skipped)}"
+    others = f"every candidate of the other {n_scans - len(skipped)} lies outside its scan: {first(outside)}"
+    if skipped:
+        return f"{len(skipped)} of {n_scans} scans were skipped ({first(skipped)}) and {others}"
+    return f"all {len(outside)} candidates lie outside their scans: {first(outside)}"
+
+
 def _cut_patches(site_root: Path, out: Path, selected: list[Candidate], index: dict[str, Path], spec: PatchSpec,
-                 on_bad_scan: str, report: ReadReport,
-                 progress: Callable[[int, int], None] | None) -> tuple[int, list[Candidate], list[dict]]:
+                 on_bad_scan: str, report: ReadReport, progress: Callable[[int, int], None] | None,
+                 findings: dict[str, list[Annotation]]) -> tuple[int, list[Candidate], list[dict]]:
     by_scan: dict[str, list[Candidate]] = defaultdict(list)
     for c in selected:
         by_scan[c.seriesuid].append(c)
@@ -222,6 +277,10 @@ def _cut_patches(site_root: Path, out: Path, selected: list[Candidate], index: d
                     if on_bad_scan == "raise":
                         raise error
                     skip_candidates([c], "outside scan", str(error))
+                for shown, finding, error in findings_problems(findings, uid, volume):
+                    if on_bad_scan == "raise":
+                        raise error
+                    _skip_finding(report, error, shown, finding, "outside scan")
                 kept = [c for c, ok in zip(cs, inside) if ok]
                 patches = extract_patches(volume, [c.world_xyz_mm for c in kept], spec)
                 staging_file.seek(data_offset + n * patch_bytes)
