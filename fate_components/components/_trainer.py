@@ -19,6 +19,7 @@ from fate_components.core.errors import ConfigError, LungError
 from fate_components.core.federation.checkpoints import CheckpointStore
 from fate_components.core.federation.round_loop import RoundReport, SiteData, run_server, run_site
 from fate_components.core.federation.state import TrainingState
+from fate_components.core.imaging.patch_presets import check_same_patch_spec
 from fate_components.core.learning.device import resolve_device, site_device_problem
 from fate_components.core.learning.model import ModelConfig, build_model, count_parameters
 from fate_components.core.learning.model_io import load_model, replace_file, save_model
@@ -143,6 +144,10 @@ def train_site(ctx, job: TrainJob, artifacts: SiteArtifacts) -> None:
     config, privacy = job.config, job.privacy
     check_aggregation(job.aggregation, job.allow_plaintext)
     dataset, data = load_site_data(artifacts.train_data.get_directory())
+    test_set = None
+    if artifacts.test_data is not None:   # before round 1: the model pools any patch size, so nothing else would
+        test_set = PatchDataset(Path(artifacts.test_data.get_directory()))
+        check_same_patch_spec(test_set.summary["patch_spec"], dataset.summary["patch_spec"])
     model = build_model(job.model, seed=config.seed)
     if artifacts.warm_start_model is not None:
         warm, _ = load_model(Path(artifacts.warm_start_model.get_directory()))
@@ -186,9 +191,8 @@ def train_site(ctx, job: TrainJob, artifacts: SiteArtifacts) -> None:
         save_model(Path(artifacts.output_model.get_directory()), model, meta)
         artifacts.output_model.write_metadata({"model_config": meta["model_config"], "rounds": config.rounds})
     scored = None
-    if artifacts.test_data is not None and artifacts.predictions is not None:
-        scored = _write_predictions(model, PatchDataset(Path(artifacts.test_data.get_directory())),
-                                    artifacts.predictions, job.inference_precision)
+    if test_set is not None and artifacts.predictions is not None:
+        scored = _write_predictions(model, test_set, artifacts.predictions, job.inference_precision)
     _metrics.log_summary(ctx, "train_summary", site_train_summary(job.site_name, job.aggregation, meta, scored))
 
 
@@ -301,9 +305,7 @@ def predict_site(ctx, test_data, input_model, predictions, inference_precision: 
     model, meta = load_model(Path(input_model.get_directory()))
     model.to(resolve_device(device))   # no federation in predict: a device that is not there fails here
     dataset = PatchDataset(Path(test_data.get_directory()))
-    if dataset.summary["patch_spec"] != meta["patch_spec"]:
-        raise ConfigError(f"test data were cut with {dataset.summary['patch_spec']}, but the model was trained on "
-                          f"{meta['patch_spec']}; run luna16_reader with the training settings")
+    check_same_patch_spec(dataset.summary["patch_spec"], meta["patch_spec"])
     n = _write_predictions(model, dataset, predictions, inference_precision)
     _metrics.log_summary(ctx, "predict_summary", {"candidates_scored": n, "model_site_name": meta.get("site_name"),
                                                   "model_rounds_trained": len(meta.get("history", [])),

@@ -6,10 +6,21 @@ from pathlib import Path
 
 from fate.components.core import GUEST, HOST, Role, cpn, params
 
+from fate_components.core.imaging.patch_presets import (
+    DEFAULT_PRESET,
+    PATCH_PRESETS,
+    describe_patch_spec,
+    preset_names,
+    preset_spec,
+)
+
 from . import _metrics
 from ._artifacts import publish_directory
 
 logger = logging.getLogger(__name__)
+PRESET_NAMES = preset_names()
+PRESETS_DESC = ", ".join(f"{name} ({mm:g} mm at {n}³, {mm / n:.3g} mm voxels)"
+                         for name, (mm, n) in PATCH_PRESETS.items())
 
 
 @cpn.component(roles=[GUEST, HOST])
@@ -27,8 +38,14 @@ def luna16_reader(
                                        "train mode: keep only this many negatives per positive, drawn once"),
     val_fraction: cpn.parameter(type=params.confloat(ge=0, lt=1), default=0.2,
                                 desc="fraction of patients (seriesuids) held out for validation"),
-    patch_size_mm: cpn.parameter(type=params.confloat(gt=0), default=48.0, desc="edge of the patch cube in mm"),
-    patch_voxels: cpn.parameter(type=params.conint(gt=3), default=32, desc="voxels per patch edge after resampling"),
+    patch_preset: cpn.parameter(type=params.string_choice(PRESET_NAMES), default=DEFAULT_PRESET,
+                                desc=f"patch geometry: {PRESETS_DESC}, or custom (patch_size_mm and patch_voxels); "
+                                     f"every site must use the same"),
+    patch_size_mm: cpn.parameter(type=params.confloat(gt=0), default=None,
+                                 desc="edge of the patch cube in mm; with a preset, leave unset or repeat its value"),
+    patch_voxels: cpn.parameter(type=params.conint(gt=3), default=None,
+                                desc="voxels per patch edge after resampling; with a preset, leave unset or repeat "
+                                     "its value"),
     hu_min: cpn.parameter(type=float, default=-1000.0, desc="lower end of the HU window mapped to 0"),
     hu_max: cpn.parameter(type=float, default=400.0, desc="upper end of the HU window mapped to 1"),
     on_bad_scan: cpn.parameter(type=params.string_choice(["skip", "raise"]), default="skip",
@@ -36,12 +53,12 @@ def luna16_reader(
     seed: cpn.parameter(type=int, default=0, desc="seed for negative sampling and the validation split"),
 ):
     from fate_components.core.data.patch_dataset import build_patch_dataset
-    from fate_components.core.imaging.patches import PatchSpec
 
     site_root = Path(site_data.get_directory())
-    spec = PatchSpec(size_mm=patch_size_mm, size_voxels=patch_voxels, hu_min=hu_min, hu_max=hu_max)
+    # A preset with explicit values that contradict it is an error naming both (nothing is read).
+    spec = preset_spec(patch_preset, size_mm=patch_size_mm, voxels=patch_voxels, hu_min=hu_min, hu_max=hu_max)
     out_dir = Path(output_data.get_directory())
-    logger.info("luna16_reader: reading %s in %s mode", site_root, mode)
+    logger.info("luna16_reader: reading %s in %s mode, patches %s", site_root, mode, describe_patch_spec(spec))
     # build_patch_dataset writes beside out_dir and renames at the end: no half-written dataset.
     report = build_patch_dataset(site_root, out_dir, spec=spec, mode=mode, negative_ratio=negative_ratio,
                                  val_fraction=val_fraction, seed=seed, on_bad_scan=on_bad_scan)

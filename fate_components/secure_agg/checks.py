@@ -8,6 +8,7 @@ the sites only: the arbiter never sees the values.
 """
 from __future__ import annotations
 
+from fate_components.core.imaging.patch_presets import describe_patch_spec
 from fate_components.core.learning.signature import signature_mismatch
 
 from .channel import Channel, FederationError
@@ -60,10 +61,11 @@ def arbiter_check(channel: Channel, *, check_torch_version: bool = True) -> None
 
 def _settings_mismatch(labels: list[str], infos: list[dict]) -> str | None:
     """Sites must normalise identically and agree on the training schedule."""
-    for key, what in (("patch_spec", "patch/normalisation settings"), ("schedule", "training schedule")):
+    for key, what, show in (("patch_spec", "patch/normalisation settings", describe_patch_spec),
+                            ("schedule", "training schedule", str)):
         ref = infos[0][key]
         for label, info in zip(labels[1:], infos[1:]):
             if info[key] != ref:
-                return (f"Site check failed: {what} differ: {labels[0]} {ref} vs {label} {info[key]}; "
+                return (f"Site check failed: {what} differ: {labels[0]} {show(ref)} vs {label} {show(info[key])}; "
                         f"every site must use the same values")
     return None
