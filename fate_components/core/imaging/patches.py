@@ -86,6 +86,23 @@ def outside_scan_error(volume: Volume, center_world_mm, row: int | None = None) 
         f"{volume.describe_bounds()}; check the coordinates are world mm (not voxel indices) in LPS")
 
 
+# The rule at the scan's faces, for both sampling paths, as SimpleITK's sitkLinear resampling does
+# it (measured with SimpleITK 2.5 / ITK 5.4: tests/unit/test_faces.py): along each index axis of n
+# voxels a continuous index p is inside when -0.5 <= p < n - 0.5 (ITK's IsInsideBuffer, half-open),
+# and there reads the linear interpolation at p clamped to [0, n - 1], i.e. the outer voxels' values
+# extend half a voxel out to the outer voxel faces; a point outside on any axis reads air (AIR_HU,
+# SimpleITK's default value). Positions inside [0, n - 1] are unchanged, so interior patches are too.
+def _apply_face_rule(position: np.ndarray, n: int) -> np.ndarray:
+    """Positions along an index axis of n voxels, rewritten so that plain interpolation with air outside
+    the array follows the face rule: clamped to [0, n - 1] inside, else -2 or n + 1, whose two
+    neighbours are both outside the array (air). Monotonic positions stay monotonic."""
+    position = np.asarray(position, dtype=np.float64)
+    if position.size == 0 or (position.min() >= 0.0 and position.max() <= n - 1.0):
+        return position                                  # the usual case, away from the faces: unchanged
+    inside = (position >= -0.5) & (position < n - 0.5)
+    return np.where(inside, np.clip(position, 0.0, n - 1.0), np.where(position < 0.0, -2.0, n + 1.0))
+
+
 def _index_steps(volume: Volume) -> np.ndarray:
     """Row w: the change of the continuous index (i, j, k) per mm along world axis w (the map is affine)."""
     return volume.world_to_voxel(np.eye(3)) - volume.world_to_voxel(np.zeros(3))
@@ -99,7 +116,9 @@ def _axis_aligned_positions(volume: Volume, centers: np.ndarray, axes: tuple[int
     """
     centre_index = volume.world_to_voxel(centers)                                    # (n, 3) = i, j, k
     steps = _index_steps(volume)
-    return [np.ascontiguousarray(centre_index[:, a, None] + steps[axes[a], a] * offsets[None, :])
+    size = volume.shape_xyz
+    return [np.ascontiguousarray(_apply_face_rule(centre_index[:, a, None] + steps[axes[a], a] * offsets[None, :],
+                                                  size[a]))
             for a in (2, 1, 0)]
 
 
@@ -112,8 +131,8 @@ def _world_order(axes: tuple[int, int, int]) -> list[int]:
 def extract_patch(volume: Volume, center_world_mm, spec: PatchSpec, *, row: int | None = None) -> np.ndarray:
     """float32 [D, H, W] = [z, y, x] world-aligned cube in [0, 1] centred on `center_world_mm`.
 
-    Linear interpolation; points outside the scan read as air. A centre outside the scan
-    raises CoordinateOutOfVolumeError (`row` is the candidates.csv line, for the message).
+    Linear interpolation with SimpleITK's rule at the faces (see _apply_face_rule); air outside the
+    scan. A centre outside the scan raises CoordinateOutOfVolumeError (`row` is its candidates.csv line).
     """
     center = np.asarray(center_world_mm, dtype=np.float64).reshape(3)
     if not volume.contains_world(center):
@@ -135,7 +154,8 @@ def extract_patch(volume: Volume, center_world_mm, spec: PatchSpec, *, row: int 
              + step_z[:, None, None, None] * offsets[None, :, None, None]
              + step_y[:, None, None, None] * offsets[None, None, :, None]
              + step_x[:, None, None, None] * offsets[None, None, None, :])   # (3=ijk, D=z, H=y, W=x)
-    coords = index[::-1]   # map_coordinates wants array axis order (k, j, i)
+    size = volume.shape_xyz
+    coords = np.stack([_apply_face_rule(index[a], size[a]) for a in (2, 1, 0)])   # map_coordinates: axes k, j, i
     sampled = map_coordinates(volume.array_hu, coords, order=1, mode="constant", cval=AIR_HU,
                               output=np.float32, prefilter=False)
     return normalise_hu(sampled, spec)
