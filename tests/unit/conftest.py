@@ -1,6 +1,7 @@
 """Fixtures for the core's unit tests: synthetic volumes, small sites, one tiny federation."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,9 @@ def small_site(tmp_path, sphere_volume):
 def tiny_federation(tmp_path_factory) -> dict[str, Path]:
     """The three-hospital tiny federation for seed 0, generated once per test session."""
     return generate_federation(tmp_path_factory.mktemp("federation"), size="tiny", seed=0)
+
+
+# @pytest.mark.bad_input(case, excerpt): the marked test fails unless a fate-lung error it produced holds the
+# excerpt; tools/bad_input_table.py turns the marks into the README's table of bad inputs.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))   # a development tool, not installed
+from bad_input_table import pytest_runtest_call  # noqa: E402,F401  (a hook: pytest finds it by name)

@@ -35,6 +35,8 @@ def test_columns_may_come_in_any_order(tmp_path):
     assert read_candidates(path) == [Candidate("u", (1.0, 2.0, 3.0), 1, 2)]
 
 
+@pytest.mark.bad_input("CSV with wrong column names", "header is 'seriesuid,x,y,z,label', expected "
+                                                       "'seriesuid,coordX,coordY,coordZ,class' (missing coordX")
 def test_wrong_header_names_file_found_and_expected_columns(tmp_path):
     # Prepare
     path = tmp_path / "candidates.csv"
@@ -48,11 +50,18 @@ def test_wrong_header_names_file_found_and_expected_columns(tmp_path):
 
 
 @pytest.mark.parametrize("row, message", [
-    ("u,1.5,abc,3,0", r"line 3: coordY is 'abc', expected a finite number"),
+    pytest.param("u,1.5,abc,3,0", r"line 3: coordY is 'abc', expected a finite number",
+                 marks=pytest.mark.bad_input("CSV coordinate that is not a number", "line 3: coordY is 'abc', "
+                                                                                      "expected a finite number")),
     ("u,1.5,2,nan,0", r"line 3: coordZ is 'nan', expected a finite number"),
-    ("u,1,2,3,2", r"line 3: class is '2', expected 0 or 1"),
-    (",1,2,3,1", r"line 3: seriesuid is empty"),
-    ("u,1,2", r"line 3: 3 values, expected 5"),
+    pytest.param("u,1,2,3,2", r"line 3: class is '2', expected 0 or 1",
+                 marks=pytest.mark.bad_input("candidates.csv class other than 0 or 1",
+                                             "line 3: class is '2', expected 0 or 1")),
+    pytest.param(",1,2,3,1", r"line 3: seriesuid is empty",
+                 marks=pytest.mark.bad_input("CSV row without a seriesuid", "line 3: seriesuid is empty")),
+    pytest.param("u,1,2", r"line 3: 3 values, expected 5",
+                 marks=pytest.mark.bad_input("CSV row with values missing", "line 3: 3 values, expected 5 (one "
+                                                                              "per header column)")),
 ])
 def test_bad_values_are_reported_with_line_number(tmp_path, row, message):
     # Prepare
@@ -64,6 +73,8 @@ def test_bad_values_are_reported_with_line_number(tmp_path, row, message):
         read_candidates(path)
 
 
+@pytest.mark.bad_input("empty CSV file", "empty.csv: file is empty; expected header seriesuid,coordX")
+@pytest.mark.bad_input("missing CSV file", "annotations.csv: file not found; expected a CSV with columns")
 def test_empty_and_missing_files(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(CsvFormatError, match=r"empty\.csv: file is empty; expected header seriesuid,coordX"):
@@ -87,6 +98,7 @@ def test_write_then_read_round_trips_exact_floats(tmp_path):
     assert (tmp_path / "c.csv").read_text().splitlines()[0] == "seriesuid,coordX,coordY,coordZ,class"
 
 
+@pytest.mark.bad_input("nodule diameter not positive", "line 2: diameter_mm is '-4', expected a positive number")
 def test_annotation_diameter_must_be_positive(tmp_path):
     path = tmp_path / "annotations.csv"
     path.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\nu,1,2,3,-4\n")
@@ -110,6 +122,9 @@ def test_excluded_file_with_crlf_extra_columns_and_unknown_diameter(tmp_path):
                            Annotation(UID, (103.78, -211.93, -227.12), 4.2)]
 
 
+@pytest.mark.bad_input("diameter -1 (size unknown) in annotations.csv",
+                       "-1, size unknown, is allowed only in an excluded-findings file such as "
+                       "annotations_excluded.csv")
 def test_unknown_diameter_is_refused_in_annotations_csv_with_the_fix(tmp_path):
     path = tmp_path / "annotations.csv"
     path.write_bytes(b"seriesuid,coordX,coordY,coordZ,diameter_mm\r\nu,1,2,3,5\r\nu,1,2,3,-1\r\n")

@@ -143,7 +143,11 @@ def test_bad_scan_missing_scan_and_outside_candidate_are_skipped_with_reasons(sm
     assert summary["scans_skipped"] == report.scans_skipped
 
 
-@pytest.mark.parametrize("damage, error", [("corrupt", ScanReadError), ("missing", MissingScanError)])
+@pytest.mark.parametrize("damage, error", [
+    ("corrupt", ScanReadError),
+    pytest.param("missing", MissingScanError, marks=pytest.mark.bad_input(
+        "candidates.csv seriesuid without a scan", "candidates.csv: seriesuid 1.2.840.1.3 has no scan under scans/")),
+])
 def test_raise_mode_raises_and_leaves_nothing_behind(small_site, tmp_path, damage, error):
     # Prepare
     site, _ = small_site
@@ -176,6 +180,8 @@ def test_rebuilding_replaces_a_previous_dataset(small_site, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p", "site"]   # no .partial or .old left
 
 
+@pytest.mark.bad_input("output folder that is not a patch dataset",
+                       "exists and is not a patch dataset; refusing to overwrite it, choose an empty or new output")
 def test_refuses_to_overwrite_a_folder_that_is_not_a_patch_dataset(small_site, tmp_path):
     site, _ = small_site
     (tmp_path / "precious").mkdir()
@@ -198,6 +204,10 @@ def test_bad_parameters_are_config_errors(small_site, tmp_path, kwargs, message)
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.bad_input("patch dataset folder with a file missing", "summary.json is missing; this is not a patch "
+                                                                    "dataset (build one with build_patch_dataset)")
+@pytest.mark.bad_input("patch dataset whose table and patches disagree", "candidates.csv has 17 rows for 18 patches; "
+                                                                         "rebuild the patch dataset")
 def test_patch_dataset_rejects_incomplete_or_inconsistent_folders(small_site, tmp_path):
     # Prepare
     site, _ = small_site

@@ -283,8 +283,9 @@ def _cut_patches(site_root: Path, out: Path, selected: list[Candidate], index: d
                     _skip_finding(report, error, shown, finding, "outside scan")
                 kept = [c for c, ok in zip(cs, inside) if ok]
                 patches = extract_patches(volume, [c.world_xyz_mm for c in kept], spec)
-                staging_file.seek(data_offset + n * patch_bytes)
-                staging_file.write(memoryview(np.ascontiguousarray(patches)).cast("B"))
+                if kept:   # memoryview cannot cast an empty array (every candidate of the scan outside it)
+                    staging_file.seek(data_offset + n * patch_bytes)
+                    staging_file.write(memoryview(np.ascontiguousarray(patches)).cast("B"))
                 n += len(kept)
                 records += kept
                 report.positives += sum(c.label == 1 for c in kept)
