@@ -136,8 +136,12 @@ def build_patch_dataset(site_root: Path, out_dir: Path, *, spec: PatchSpec = Pat
     fixed, seeded sample of `negative_ratio` negatives per positive, drawn from the csv before
     scans are read (the read-time subsample of earlier versions, kept for comparison). With
     on_bad_scan="skip", an unreadable or missing scan skips its candidates and a candidate outside
-    its scan is skipped, each with its reason in the report; "raise" raises.
-    Each scan is read once. The output appears atomically; on error nothing is left behind.
+    its scan is skipped, each with its reason in the report; "raise" raises. Rows of annotations.csv and
+    annotations_excluded.csv naming a missing scan, or lying outside their scan, follow the same switch
+    (`site_tables`; reported in ``annotations_skipped``). A dataset that would hold no patch raises
+    EmptyDatasetError with the first reasons, whatever on_bad_scan says.
+    Each scan is read once. The output appears atomically; on error nothing is left behind (a previous
+    dataset in out_dir stays as it was).
     `progress(done, total)` is called after each scan.
     """
     _check_parameters(mode, negative_ratio, val_fraction, on_bad_scan)
