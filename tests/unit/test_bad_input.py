@@ -1,12 +1,11 @@
 """Every kind of bad input gives its own error type and a message that says what and where."""
 import shutil
 
-import numpy as np
 import pydicom
 import pytest
 
 from fate_components.core.data.candidates import read_candidates
-from fate_components.core.data.patch_dataset import build_patch_dataset
+from fate_components.core.data.patch_dataset import EmptyDatasetError, build_patch_dataset
 from fate_components.core.errors import (
     CoordinateOutOfVolumeError,
     CsvFormatError,
@@ -172,11 +171,12 @@ def test_build_in_skip_mode_keeps_the_message_without_patient_ids(dicom_site):
         ds.save_as(path)
     (site / "candidates.csv").write_text("seriesuid,coordX,coordY,coordZ,class\n1.2.3.17,0,20,-120,1\n")
 
-    # Execute
-    report = build_patch_dataset(site, site.parent / "out")
+    # Execute: the only scan is skipped, so the dataset would be empty (EmptyDatasetError, nothing written)
+    with pytest.raises(EmptyDatasetError) as info:
+        build_patch_dataset(site, site.parent / "out")
 
     # Assert
-    assert report.scans_skipped[0]["message"] == ("scans/case_017/IM0001: modality is 'PT', expected 'CT'; "
-                                                  "only CT series can be read")
-    assert SECRET_PATIENT not in str(report.to_dict())
-    assert np.load(site.parent / "out" / "patches.npy").shape == (0, 1, 32, 32, 32)
+    assert ("scans/case_017/IM0001: modality is 'PT', expected 'CT'; only CT series can be read"
+            in str(info.value))
+    assert SECRET_PATIENT not in str(info.value)
+    assert not (site.parent / "out").exists()

@@ -90,12 +90,16 @@ def test_several_series_in_one_folder_need_a_choice(tmp_path, make_volume):
             shutil.copy(path, mixed / f"{folder}_{path.name}")
 
     # Execute / Assert
-    with pytest.raises(ScanReadError, match=r"^case_017/: 2 DICOM series found; choose one with series_uid=\.\.\. "
-                                            r"\(found 1\.2\.3\.100, 1\.2\.3\.200\)"):
+    with pytest.raises(ScanReadError, match=r"^case_017/: 2 DICOM series found \(1\.2\.3\.100 \(8 slices\), "
+                                            r"1\.2\.3\.200 \(8 slices\)\); choose one by writing its "
+                                            r"SeriesInstanceUID \(not the folder name\) in the seriesuid column of "
+                                            r"candidates\.csv and annotations\.csv; from Python, "
+                                            r"read_dicom_series\(\.\.\., series_uid=\.\.\.\)$"):
         read_dicom_series(mixed)
     _assert_same_volume(read_dicom_series(mixed, series_uid="1.2.3.200"), second)
     assert sorted(dicom_series_in(mixed)) == ["1.2.3.100", "1.2.3.200"]
-    with pytest.raises(ScanReadError, match=r"series 9\.9 not found \(found 1\.2\.3\.100, 1\.2\.3\.200\)"):
+    with pytest.raises(ScanReadError, match=r"series 9\.9 not found \(found 1\.2\.3\.100 \(8 slices\), "
+                                            r"1\.2\.3\.200 \(8 slices\)\)"):
         read_dicom_series(mixed, series_uid="9.9")
 
 

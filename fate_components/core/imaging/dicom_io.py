@@ -21,10 +21,12 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, RLELossless, generate_uid
 
 from fate_components.core.errors import ScanReadError, WrongModalityError, display_path
+from fate_components.core.imaging.hounsfield import check_hounsfield
 from fate_components.core.imaging.volume import Volume
 
-__all__ = ["read_dicom_series", "write_dicom_series", "dicom_series_in", "looks_like_dicom",
-           "CT_IMAGE_STORAGE", "TRANSFER_SYNTAX_ALIASES"]
+__all__ = ["read_dicom_series", "write_dicom_series", "dicom_series_in", "looks_like_dicom", "describe_dicom_folder",
+           "CHOOSE_SERIES_HINT",
+           "CT_IMAGE_STORAGE", "ENHANCED_CT_IMAGE_STORAGE", "TRANSFER_SYNTAX_ALIASES"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ TRANSFER_SYNTAX_ALIASES = {"rle": RLELossless, "jpeg2000-lossless": JPEG2000Loss
 _IGNORED_NAMES = {"DICOMDIR", "Thumbs.db", "desktop.ini", "LOCKFILE", "VERSION"}
 _ORIENTATION_TOLERANCE = 1e-4   # direction cosines are written as decimal strings
 _POSITION_TOLERANCE_MM = 1e-3
+_DICOM_MIN_BYTES = 132          # 128-byte preamble + "DICM"; no slice with its pixels is shorter
+ENHANCED_CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2.1")
 
 
 def _dir_display(directory: Path, site_root: Path | None) -> str:
@@ -51,6 +55,15 @@ def _has_dicom_preamble(path: Path) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _is_text(path: Path) -> bool:
+    """A short note (printable UTF-8), as opposed to the first bytes of a binary DICOM file."""
+    try:
+        text = path.read_bytes()[:_DICOM_MIN_BYTES].decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(text) and all(c.isprintable() or c.isspace() for c in text)
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -72,6 +85,15 @@ def _is_image_storage(ds: Dataset) -> bool:
 class _Slice:
     path: Path
     ds: Dataset
+    frame: int | None = None            # 0-based frame of a multi-frame file
+    pixels: np.ndarray | None = None    # that frame's stored values, decoded with the file
+
+    def shown(self, site_root: Path | None) -> str:
+        return display_path(self.path, site_root) + ("" if self.frame is None else f" frame {self.frame + 1}")
+
+    @property
+    def name(self) -> str:
+        return self.path.name + ("" if self.frame is None else f" frame {self.frame + 1}")
 
 
 def _read_headers(directory: Path, site_root: Path | None, *, with_pixels: bool,
@@ -105,6 +127,13 @@ def _read_one(path: Path, site_root: Path | None, with_pixels: bool) -> Dataset 
     except InvalidDicomError as exc:
         if looks_like_dicom(path):
             raise ScanReadError(f"{shown}: corrupt DICOM slice ({exc}); re-export or remove the file") from exc
+        size = path.stat().st_size
+        if path.suffix == "" and size < _DICOM_MIN_BYTES and not _is_text(path):
+            # PACS exports name slices without extension; a binary one cut short of its preamble is a
+            # lost slice, not a stray note (skipping it would report a "missing slice" elsewhere).
+            raise ScanReadError(f"{shown}: truncated DICOM slice ({size} bytes, too short to be DICOM: a slice "
+                                f"has at least a {_DICOM_MIN_BYTES}-byte preamble and header); copy the file "
+                                f"again from the source, or remove it if it is not a slice") from exc
         return None   # no preamble and no .dcm name: not DICOM (notes, thumbnails, ...)
     except Exception as exc:  # pydicom raises many types on a damaged file
         raise ScanReadError(f"{shown}: corrupt DICOM slice ({type(exc).__name__}: {exc}); "
@@ -167,7 +196,11 @@ def read_dicom_series(directory: Path, *, series_uid: str | None = None, site_ro
     - Modality must be CT. Slices are sorted by the projection of ImagePositionPatient on
       the slice normal (row cosine x column cosine); the k axis of the Volume points along
       increasing position. Missing, duplicate or irregular slices are errors.
-    - Pixels are converted to HU with each slice's RescaleSlope/RescaleIntercept (1/0 when absent).
+    - Pixels are converted to HU with each slice's RescaleSlope/RescaleIntercept (1/0 when absent),
+      and the result must pass `check_hounsfield` (plausible CT in HU; see hounsfield.py).
+    - An extension-less binary (not text) file too short to be DICOM is a truncated slice, an error.
+    - An enhanced CT file (one file, many frames, SOP class 1.2.840.10008.5.1.4.1.1.2.1) is read
+      frame by frame from its per-frame and shared functional groups, like a folder of slices.
     """
     directory = Path(directory)
     where = _dir_display(directory, site_root)
@@ -186,18 +219,91 @@ def read_dicom_series(directory: Path, *, series_uid: str | None = None, site_ro
         groups[_series_key(s.ds, directory)].append(s)
     if series_uid is not None:
         if series_uid not in groups:
-            raise ScanReadError(f"{where}: series {series_uid} not found (found {', '.join(sorted(groups))})")
+            raise ScanReadError(f"{where}: series {series_uid} not found (found {_describe_series(groups)})")
         chosen_uid = series_uid
     elif len(groups) > 1:
-        raise ScanReadError(f"{where}: {len(groups)} DICOM series found; choose one with series_uid=... "
-                            f"(found {', '.join(sorted(groups))})")
+        raise ScanReadError(f"{where}: {len(groups)} DICOM series found ({_describe_series(groups)}); "
+                            f"{CHOOSE_SERIES_HINT}")
     else:
         chosen_uid = next(iter(groups))
     if chosen_uid == directory.name and not any(str(s.ds.get("SeriesInstanceUID", "") or "").strip()
                                                  for s in groups[chosen_uid]):
         logger.warning("%s: slices have no SeriesInstanceUID; using the folder name %r as series uid",
                        where, chosen_uid)
-    return _assemble(groups[chosen_uid], chosen_uid, where, site_root)
+    series = [frame for s in groups[chosen_uid] for frame in _frames(s, site_root)]
+    return _assemble(series, chosen_uid, where, site_root)
+
+
+CHOOSE_SERIES_HINT = ("choose one by writing its SeriesInstanceUID (not the folder name) in the seriesuid column "
+                      "of candidates.csv and annotations.csv; from Python, read_dicom_series(..., series_uid=...)")
+
+
+def _describe_series(groups: dict[str, list[_Slice]]) -> str:
+    """``1.2.3.100 (120 slices), 1.2.3.200 (3 slices)``; a multi-frame file counts its frames."""
+    def count(slices: list[_Slice]) -> int:
+        return sum(int(s.ds.get("NumberOfFrames", 1) or 1) for s in slices)
+    return ", ".join(f"{uid} ({count(slices)} slices)" for uid, slices in sorted(groups.items()))
+
+
+def describe_dicom_folder(directory: Path, site_root: Path | None = None) -> str:
+    """The series of a folder with their slice counts, from headers only, for messages."""
+    slices, _ = _read_headers(Path(directory), site_root, with_pixels=False, tolerant=True)
+    groups: dict[str, list[_Slice]] = defaultdict(list)
+    for s in slices:
+        groups[_series_key(s.ds, Path(directory))].append(s)
+    return _describe_series(groups)
+
+
+def _functional_group(ds: Dataset, frame_groups: Dataset | None, sequence: str, keyword: str):
+    """`keyword` of the frame's functional group `sequence`, else of the shared one (DICOM PS3.3 C.7.6.16)."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    for groups in (frame_groups, shared[0] if shared else None):
+        items = groups.get(sequence) if groups is not None else None
+        if items and keyword in items[0]:
+            return items[0][keyword].value
+    return None
+
+
+def _frames(s: _Slice, site_root: Path | None) -> list[_Slice]:
+    """A single-frame slice as is; a multi-frame (enhanced CT) file as one _Slice per frame.
+
+    Each frame gets a small dataset with the classic attributes _assemble reads (position,
+    orientation, pixel spacing, rescale), taken from its per-frame functional groups or the shared
+    ones, so both kinds of series go through the same ordering and geometry checks.
+    """
+    n_frames = int(s.ds.get("NumberOfFrames", 1) or 1)
+    if n_frames == 1 and "PerFrameFunctionalGroupsSequence" not in s.ds:
+        return [s]
+    shown = display_path(s.path, site_root)
+    per_frame = s.ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is None or len(per_frame) != n_frames:
+        raise ScanReadError(f"{shown}: multi-frame file with {n_frames} frames but "
+                            f"{0 if per_frame is None else len(per_frame)} per-frame functional groups; only "
+                            f"enhanced CT (SOP class {ENHANCED_CT_IMAGE_STORAGE}) multi-frame files can be read; "
+                            f"convert it to one file per slice, e.g. with dcm2niix or gdcmconv --split")
+    try:
+        pixels = s.ds.pixel_array
+    except Exception as exc:  # decoders raise assorted types on damaged or truncated data
+        raise ScanReadError(f"{shown}: corrupt DICOM file (pixel data cannot be decoded: {exc}); "
+                            f"re-export or remove the file") from exc
+    if n_frames == 1:
+        pixels = pixels[np.newaxis]
+    frames = []
+    for n, groups in enumerate(per_frame):
+        fds = Dataset()
+        for keyword in ("Modality", "Rows", "Columns", "SamplesPerPixel", "SeriesInstanceUID"):
+            if keyword in s.ds:
+                fds[keyword] = s.ds[keyword]
+        for sequence, keyword in (("PlanePositionSequence", "ImagePositionPatient"),
+                                  ("PlaneOrientationSequence", "ImageOrientationPatient"),
+                                  ("PixelMeasuresSequence", "PixelSpacing"),
+                                  ("PixelValueTransformationSequence", "RescaleSlope"),
+                                  ("PixelValueTransformationSequence", "RescaleIntercept")):
+            value = _functional_group(s.ds, groups, sequence, keyword)
+            if value is not None:
+                setattr(fds, keyword, value)
+        frames.append(_Slice(s.path, fds, frame=n, pixels=pixels[n]))
+    return frames
 
 
 def _assemble(series: list[_Slice], uid: str, where: str, site_root: Path | None) -> Volume:
@@ -205,10 +311,10 @@ def _assemble(series: list[_Slice], uid: str, where: str, site_root: Path | None
         modality = str(s.ds.get("Modality", "") or "").strip()
         if modality != "CT":
             found = f"'{modality}'" if modality else "missing"
-            raise WrongModalityError(f"{display_path(s.path, site_root)}: modality is {found}, expected 'CT'; "
+            raise WrongModalityError(f"{s.shown(site_root)}: modality is {found}, expected 'CT'; "
                                      f"only CT series can be read")
     first = series[0]
-    first_shown = display_path(first.path, site_root)
+    first_shown = first.shown(site_root)
     orientation = _floats(first.ds, "ImageOrientationPatient", 6, first_shown)
     row_cos, col_cos = orientation[:3], orientation[3:]
     normal = np.cross(row_cos, col_cos)
@@ -223,7 +329,7 @@ def _assemble(series: list[_Slice], uid: str, where: str, site_root: Path | None
 
     positions = []
     for s in series:
-        shown = display_path(s.path, site_root)
+        shown = s.shown(site_root)
         o = _floats(s.ds, "ImageOrientationPatient", 6, shown)
         if np.max(np.abs(o - orientation)) > _ORIENTATION_TOLERANCE:
             raise ScanReadError(f"{where}: inconsistent series: {shown} has ImageOrientationPatient {o.tolist()}, "
@@ -249,7 +355,7 @@ def _assemble(series: list[_Slice], uid: str, where: str, site_root: Path | None
     if dup.size:
         a, b = series[dup[0]], series[dup[0] + 1]
         raise ScanReadError(f"{where}: duplicate slice position z={_fmt(along[dup[0]])} mm in "
-                            f"{a.path.name} and {b.path.name}; remove the duplicate file")
+                            f"{a.name} and {b.name}; remove the duplicate file")
     spacing_z = float(np.median(gaps))
     for n, gap in enumerate(gaps):
         if gap > 1.5 * spacing_z:
@@ -265,13 +371,14 @@ def _assemble(series: list[_Slice], uid: str, where: str, site_root: Path | None
                             f"(gantry tilt?); sheared series are not supported, resample to an orthogonal grid")
 
     array = np.empty((len(series), rows, cols), dtype=np.float32)
+    rescales = set()
     for n, s in enumerate(series):
-        shown = display_path(s.path, site_root)
+        shown = s.shown(site_root)
         if int(s.ds.get("SamplesPerPixel", 1)) != 1 or int(s.ds.get("NumberOfFrames", 1) or 1) != 1:
             raise ScanReadError(f"{shown}: expected a single-frame grey-level slice, found SamplesPerPixel="
                                 f"{s.ds.get('SamplesPerPixel')}, NumberOfFrames={s.ds.get('NumberOfFrames')}")
         try:
-            pixels = s.ds.pixel_array
+            pixels = s.ds.pixel_array if s.pixels is None else s.pixels
         except Exception as exc:  # decoders raise assorted types on damaged or truncated data
             raise ScanReadError(f"{shown}: corrupt DICOM slice (pixel data cannot be decoded: {exc}); "
                                 f"re-export or remove the file") from exc
@@ -279,8 +386,14 @@ def _assemble(series: list[_Slice], uid: str, where: str, site_root: Path | None
             raise ScanReadError(f"{shown}: corrupt DICOM slice (pixel array {pixels.shape}, expected {(rows, cols)})")
         slope = float(s.ds.get("RescaleSlope", 1.0) or 1.0)
         intercept = float(s.ds.get("RescaleIntercept", 0.0) or 0.0)
+        rescales.add((_fmt(slope), _fmt(intercept)))
         array[n] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-        s.ds = None  # free the file's bytes as we go
+        s.ds, s.pixels = None, None  # free the file's bytes as we go
+    found = "; ".join(f"RescaleSlope {a}, RescaleIntercept {b}" for a, b in sorted(rescales)[:3])
+    check_hounsfield(array, where, f"HU = stored value x RescaleSlope + RescaleIntercept, and these slices have "
+                                   f"{found} (a missing tag counts as 1 and 0); air must come out near -1000: "
+                                   f"correct the rescale tags (CT stores HU + 1024 with RescaleIntercept -1024) "
+                                   f"or re-export the series from the scanner or PACS")
 
     direction = np.column_stack([row_cos, col_cos, normal])
     # DICOM PixelSpacing is [row spacing (between rows, y), column spacing (between columns, x)].

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from fate_components.core.errors import ScanReadError, display_path
+from fate_components.core.imaging.hounsfield import check_hounsfield
 from fate_components.core.imaging.volume import Volume, volume_from_sitk, volume_to_sitk
 
 __all__ = ["read_metaimage", "write_metaimage"]
@@ -13,6 +14,7 @@ __all__ = ["read_metaimage", "write_metaimage"]
 _BYTES_PER_ELEMENT = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4,
                       "MET_UINT": 4, "MET_LONG": 8, "MET_ULONG": 8, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8,
                       "MET_FLOAT": 4, "MET_DOUBLE": 8}
+_UNSIGNED = {"MET_UCHAR", "MET_USHORT", "MET_UINT", "MET_ULONG", "MET_ULONG_LONG"}
 
 
 def _header(path: Path, shown: str) -> dict[str, str]:
@@ -30,48 +32,91 @@ def _header(path: Path, shown: str) -> dict[str, str]:
     return fields
 
 
-def _check_data_file(path: Path, shown: str, site_root: Path | None) -> None:
-    """Fail with a readable message before SimpleITK does with a cryptic one."""
+def _header_bytes(path: Path) -> int:
+    """Length of the text header of a .mha (ElementDataFile = LOCAL): the voxels start after its line."""
+    head = path.read_bytes()[:65536]
+    at = head.find(b"ElementDataFile")
+    end = head.find(b"\n", at)
+    return len(head) if at < 0 or end < 0 else end + 1
+
+
+def _check_data_file(path: Path, shown: str, site_root: Path | None) -> dict[str, str]:
+    """Fail with a readable message before SimpleITK does with a cryptic one; returns the header fields.
+
+    An uncompressed voxel file must hold exactly DimSize x element size bytes (plus HeaderSize):
+    a shorter one is truncated, a longer one is not the file the header describes (SimpleITK would
+    read its first bytes silently).
+    """
     fields = _header(path, shown)
     data_name = fields.get("ElementDataFile")
     if data_name is None:
         raise ScanReadError(f"{shown}: not a MetaImage header (no ElementDataFile line)")
-    if data_name == "LOCAL" or data_name.startswith("LIST") or "%" in data_name:
-        return
-    data_path = path.parent / data_name
+    if data_name.startswith("LIST") or "%" in data_name:
+        return fields
+    data_path = path if data_name == "LOCAL" else path.parent / data_name
     data_shown = display_path(data_path, site_root)
     if not data_path.is_file():
         raise ScanReadError(f"{shown}: voxel file {data_shown} is missing; copy the .raw file next to the .mhd")
     if fields.get("CompressedData", "False").lower() == "true":
-        return
+        return fields
     try:
         dims = [int(v) for v in fields.get("DimSize", "").split()]
         per_voxel = _BYTES_PER_ELEMENT[fields.get("ElementType", "")] * int(fields.get("ElementNumberOfChannels", "1"))
+        header_size = int(fields.get("HeaderSize", "0"))
     except (ValueError, KeyError):
-        return  # let SimpleITK judge an unusual header
+        return fields  # let SimpleITK judge an unusual header
     expected = int(np.prod(dims)) * per_voxel
     found = data_path.stat().st_size
+    if data_name == "LOCAL":
+        found -= _header_bytes(path)
+        what = f"{shown}: the voxels after the header"
+    else:
+        what = f"{shown}: voxel file {data_shown}"
+    if header_size > 0:
+        found -= header_size
+    layout = f"DimSize {' '.join(map(str, dims))}, ElementType {fields.get('ElementType')}"
     if found < expected:
-        raise ScanReadError(f"{shown}: voxel file {data_shown} is truncated: {found} bytes, expected {expected} "
-                            f"for DimSize {' '.join(map(str, dims))}; copy the file again")
+        raise ScanReadError(f"{what} is truncated: {found} bytes, expected {expected} for {layout}; "
+                            f"copy the file again")
+    if found > expected and header_size != -1:   # HeaderSize = -1: the voxels are the file's last bytes
+        raise ScanReadError(f"{what} is too long: {found} bytes, expected {expected} for {layout}; the header "
+                            f"does not describe this file: correct DimSize/ElementType or copy the matching file")
+    return fields
+
+
+def _hu_fix(fields: dict[str, str]) -> str:
+    element = fields.get("ElementType", "?")
+    if element in _UNSIGNED:
+        return (f"ElementType is {element} (unsigned), so HU below 0 wrapped around (air -1000 reads as "
+                f"{(1 << (8 * _BYTES_PER_ELEMENT[element])) - 1000}); convert the scan to signed HU "
+                f"(ElementType MET_SHORT, air -1000), e.g. subtract {1 << (8 * _BYTES_PER_ELEMENT[element])} "
+                f"from values above {(1 << (8 * _BYTES_PER_ELEMENT[element] - 1)) - 1}")
+    return (f"the voxels (ElementType {element}) must be HU, air -1000 and water 0; if air reads near 0 the "
+            f"scanner offset (usually 1024) was not subtracted: convert the scan to HU first")
 
 
 def read_metaimage(path: Path, *, site_root: Path | None = None) -> Volume:
-    """Read a .mhd/.mha CT scan (HU voxels) as a Volume; the seriesuid is the file stem (LUNA16)."""
+    """Read a .mhd/.mha CT scan (HU voxels) as a Volume; the seriesuid is the file stem (LUNA16).
+
+    The voxel file must have exactly the size the header gives, and the voxels must pass
+    `check_hounsfield` (plausible CT in HU; see fate_components/core/imaging/hounsfield.py).
+    """
     import SimpleITK as sitk
 
     path = Path(path)
     shown = display_path(path, site_root)
     if not path.is_file():
         raise ScanReadError(f"{shown}: file not found")
-    _check_data_file(path, shown, site_root)
+    fields = _check_data_file(path, shown, site_root)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()
         reason = next((line.strip() for line in reversed(detail) if line.strip()), "unknown error")
         raise ScanReadError(f"{shown}: cannot read MetaImage ({reason[:200]})") from exc
-    return volume_from_sitk(image, source=shown, series_uid=path.stem)
+    volume = volume_from_sitk(image, source=shown, series_uid=path.stem)
+    check_hounsfield(volume.array_hu, shown, _hu_fix(fields))
+    return volume
 
 
 def write_metaimage(volume: Volume, path: Path) -> Path:

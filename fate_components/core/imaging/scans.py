@@ -7,7 +7,12 @@ import os
 from pathlib import Path
 
 from fate_components.core.errors import LungError, MissingScanError, ScanReadError, display_path
-from fate_components.core.imaging.dicom_io import dicom_series_in, looks_like_dicom, read_dicom_series
+from fate_components.core.imaging.dicom_io import (
+    describe_dicom_folder,
+    dicom_series_in,
+    looks_like_dicom,
+    read_dicom_series,
+)
 from fate_components.core.imaging.metaimage_io import read_metaimage
 from fate_components.core.imaging.volume import Volume
 
@@ -25,8 +30,12 @@ def index_scans(site_root: Path) -> dict[str, Path]:
     Walks ``site_root/scans/`` (nested folders allowed, e.g. patient/study/series):
     - every ``*.mhd`` / ``*.mha`` file is one scan whose seriesuid is the file stem (LUNA16);
     - every folder directly holding DICOM files is keyed by each SeriesInstanceUID found in
-      the headers (pixels are not read), and also by the folder name as a fallback, unless
-      another scan already uses that name as its uid or two folders share the name.
+      the headers (pixels are not read): a folder with two series is two scans, and
+      candidates.csv chooses the series by its uid. Only slices without a SeriesInstanceUID are
+      keyed by the folder name, unless another scan already uses that name as its uid or two
+      folders share the name.
+    Every scan has exactly one key, so counting keys counts scans (the folder name used to be a
+    second key of every DICOM folder: one scan was two, and could land in both patient splits).
     Two scans with the same uid raise LungError naming both paths.
     """
     site_root = Path(site_root)
@@ -59,7 +68,8 @@ def index_scans(site_root: Path) -> dict[str, Path]:
             for uid in dicom_series_in(folder, site_root):
                 if uid != folder.name:
                     add(uid, folder)
-            fallback.setdefault(folder.name, []).append(folder)
+                else:   # slices without SeriesInstanceUID (see _series_key)
+                    fallback.setdefault(folder.name, []).append(folder)
     for name, folders in fallback.items():
         if len(folders) == 1 and name not in index:
             index[name] = folders[0]
@@ -76,8 +86,16 @@ def read_scan(site_root: Path, seriesuid: str, index: dict[str, Path] | None = N
         index = index_scans(site_root)
     location = index.get(seriesuid)
     if location is None:
+        named = sorted({loc for loc in index.values() if loc.is_dir() and loc.name == seriesuid})
+        if named:   # a folder name where the SeriesInstanceUID belongs
+            folder = named[0]
+            raise MissingScanError(
+                f"candidates.csv: seriesuid {seriesuid} is the name of the DICOM folder "
+                f"{display_path(folder, site_root)}/, not a seriesuid; that folder holds "
+                f"{describe_dicom_folder(folder, site_root)}; write the SeriesInstanceUID of the series to use in "
+                f"the seriesuid column of candidates.csv and annotations.csv")
         raise MissingScanError(f"candidates.csv: seriesuid {seriesuid} has no scan under {SCANS_DIR}/ "
-                               f"(found {len(set(index.values()))} scans); add the scan or remove its candidates")
+                               f"(found {len(index)} scans); add the scan or remove its candidates")
     if location.is_dir():
         # The folder-name fallback key reads whatever single series the folder holds.
         volume = read_dicom_series(location, series_uid=None if seriesuid == location.name else seriesuid,
