@@ -245,7 +245,6 @@ def test_index_finds_metaimages_nested_dicom_folders_and_folder_name_fallback(tm
     # Assert
     assert index == {"1.2.9.1": site / "scans" / "subset0" / "1.2.9.1.mhd",
                      "1.2.9.2": site / "scans" / "patient7" / "study1" / "series2",
-                     "series2": site / "scans" / "patient7" / "study1" / "series2",
                      "case_003": site / "scans" / "case_003"}
     assert read_scan(site, "1.2.9.2", index).series_uid == "1.2.9.2"
     assert read_scan(site, "case_003", index).array_hu.shape == (8, 36, 40)
