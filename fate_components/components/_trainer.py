@@ -20,11 +20,11 @@ from fate_components.core.federation.checkpoints import CheckpointStore
 from fate_components.core.federation.round_loop import RoundReport, SiteData, run_server, run_site
 from fate_components.core.federation.state import TrainingState
 from fate_components.core.imaging.patch_presets import check_same_patch_spec
-from fate_components.core.learning.device import resolve_device, site_device_problem
+from fate_components.core.learning.device import model_device, resolve_device, site_device_problem
 from fate_components.core.learning.model import ModelConfig, build_model, count_parameters
 from fate_components.core.learning.model_io import load_model, replace_file, save_model
 from fate_components.core.learning.signature import model_signature
-from fate_components.core.learning.training import TrainConfig, predict_proba
+from fate_components.core.learning.training import TrainConfig, predict_proba, resolve_inference_precision
 from fate_components.core.privacy.dp import DPConfig, planned_rounds
 
 from . import _metrics
@@ -46,7 +46,7 @@ class TrainJob:
     agg_options: dict = field(default_factory=dict)   # paillier, allow_plaintext, strict_check
     checkpoint_dir: str = ""
     resume: bool = False
-    inference_precision: str = "float32"
+    inference_precision: str = "auto"   # auto, float32, bfloat16 (training.resolve_inference_precision)
     device: str = "auto"   # auto, cpu, cuda, cuda:N (learning.device); checked before round 1 by the arbiter
 
     @property
@@ -276,8 +276,10 @@ def train_arbiter(ctx, job: TrainJob, output_model) -> None:
 
 
 def _write_predictions(model: torch.nn.Module, dataset: PatchDataset, predictions,
-                       precision: str = "float32") -> int:
+                       precision: str = "auto") -> int:
     """predictions.csv (with class and patient split) and a LUNA16 submission.csv, then register the output."""
+    precision = resolve_inference_precision(precision, model_device(model))
+    logger.info("scoring %d candidates in %s", len(dataset), precision)
     probabilities = predict_proba(model, dataset.patches, precision=precision)
     out_dir = Path(predictions.get_directory())
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -300,7 +302,7 @@ def _write_predictions(model: torch.nn.Module, dataset: PatchDataset, prediction
     return len(rows)
 
 
-def predict_site(ctx, test_data, input_model, predictions, inference_precision: str = "float32",
+def predict_site(ctx, test_data, input_model, predictions, inference_precision: str = "auto",
                  device: str = "auto") -> None:
     model, meta = load_model(Path(input_model.get_directory()))
     model.to(resolve_device(device))   # no federation in predict: a device that is not there fails here
@@ -309,7 +311,8 @@ def predict_site(ctx, test_data, input_model, predictions, inference_precision: 
     n = _write_predictions(model, dataset, predictions, inference_precision)
     _metrics.log_summary(ctx, "predict_summary", {"candidates_scored": n, "model_site_name": meta.get("site_name"),
                                                   "model_rounds_trained": len(meta.get("history", [])),
-                                                  "inference_precision": inference_precision})
+                                                  "inference_precision": resolve_inference_precision(
+                                                      inference_precision, model_device(model))})
 
 
 def require_predict_io(test_data, predictions) -> None:

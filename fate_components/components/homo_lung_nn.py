@@ -77,9 +77,10 @@ def train(
     seed: cpn.parameter(type=int, default=0, desc="seed of the initial weights and batch order"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1,
                            desc="torch threads per party (one process runs per party)"),
-    inference_precision: cpn.parameter(type=params.string_choice(["float32", "bfloat16"]), default="float32",
-                                       desc="precision of the final scoring of test_data: bfloat16 is about 1.5x "
-                                            "faster on CPUs with AVX512-BF16 or AMX, scores within ~3e-3"),
+    inference_precision: cpn.parameter(type=params.string_choice(["auto", "float32", "bfloat16"]), default="auto",
+                                       desc="precision of the final scoring of test_data: auto is bfloat16 where the "
+                                            "CPU (AVX512-BF16, AMX) or GPU computes it natively, else float32; "
+                                            "bfloat16 is ~1.5x faster there, scores within ~3e-3"),
     federation_timeout: cpn.parameter(type=params.confloat(gt=0), default=1800.0,
                                       desc="seconds the coordinator waits for a hospital's message before it fails "
                                            "the job naming that hospital; hospitals wait twice as long, so the "
@@ -147,9 +148,10 @@ def predict(
     threads: cpn.parameter(type=params.conint(gt=0), default=1, desc="torch threads"),
     device: cpn.parameter(type=str, default="auto", desc="auto (CUDA when torch sees a GPU, else the CPU), cpu, "
                                                           "cuda or cuda:N"),
-    inference_precision: cpn.parameter(type=params.string_choice(["float32", "bfloat16"]), default="float32",
-                                       desc="precision of the final scoring of test_data: bfloat16 is about 1.5x "
-                                            "faster on CPUs with AVX512-BF16 or AMX, scores within ~3e-3"),
+    inference_precision: cpn.parameter(type=params.string_choice(["auto", "float32", "bfloat16"]), default="auto",
+                                       desc="precision of the final scoring of test_data: auto is bfloat16 where the "
+                                            "CPU (AVX512-BF16, AMX) or GPU computes it natively, else float32; "
+                                            "bfloat16 is ~1.5x faster there, scores within ~3e-3"),
 ):
     if role.is_arbiter:
         logger.info("arbiter has no data to predict")

@@ -23,6 +23,7 @@ from fate_components.core.learning import device as device_mod
 from fate_components.core.learning.device import (
     EpochBatches,
     cuda_batches,
+    native_bf16_cpu,
     parse_device,
     resolve_device,
     site_device_problem,
@@ -31,7 +32,8 @@ from fate_components.core.learning.device import (
 from fate_components.core.learning.model import ModelConfig, build_model
 from fate_components.core.learning.model_io import load_model, save_model
 from fate_components.core.learning.signature import model_signature
-from fate_components.core.learning.training import TrainConfig, get_parameters, predict_proba, train_local
+from fate_components.core.learning.training import (TrainConfig, get_parameters, predict_proba,
+                                                    resolve_inference_precision, train_local)
 from fate_components.secure_agg.channel import FederationError
 from fate_components.secure_agg.checks import arbiter_check, site_check
 from fate_components.secure_agg.memory_channel import MemoryFederation, run_parties
@@ -159,6 +161,37 @@ def test_to_cpu_hands_back_a_cpu_state_itself():
     assert to_cpu(state) is state
     nested = {"a": [torch.zeros(2), (torch.ones(1), 3)], "b": None}
     assert to_cpu(nested) is nested
+
+
+@pytest.mark.parametrize("flags, native", [("fpu avx512f avx512_bf16 avx512_vnni", True),
+                                           ("fpu avx512f amx_bf16 amx_tile", True),
+                                           ("fpu avx512f avx512bw avx512vl", False),   # oneDNN would emulate it
+                                           (None, False)])                            # no cpuinfo: float32
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    if flags is not None:
+        cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\n")
+    assert native_bf16_cpu(str(cpuinfo)) is native
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_inference_precision_follows_the_cpu(monkeypatch, native):
+    from fate_components.core.learning import training
+
+    monkeypatch.setattr(training, "native_bf16_cpu", lambda: native)
+    cpu = torch.device("cpu")
+    assert resolve_inference_precision("auto", cpu) == ("bfloat16" if native else "float32")
+    assert resolve_inference_precision("float32", cpu) == "float32"
+    assert resolve_inference_precision("bfloat16", cpu) == "bfloat16"
+    with pytest.raises(ConfigError, match="inference precision must be one of"):
+        resolve_inference_precision("fp16", cpu)
+
+
+def test_auto_scores_like_the_precision_it_picks():
+    model = build_model(SMALL, seed=0)
+    x = np.random.default_rng(0).random((6, 1, 16, 16, 16), dtype=np.float32)
+    picked = resolve_inference_precision("auto", torch.device("cpu"))
+    np.testing.assert_array_equal(predict_proba(model, x, precision="auto"), predict_proba(model, x, precision=picked))
 
 
 # -- portability --------------------------------------------------------------------------------------------------

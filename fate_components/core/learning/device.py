@@ -28,7 +28,7 @@ import torch
 from fate_components.core.errors import ConfigError
 
 __all__ = ["DEVICE_CHOICES", "parse_device", "resolve_device", "site_device_problem", "model_device", "amp_dtype",
-           "to_cpu", "EpochBatches", "cuda_batches"]
+           "native_bf16_cpu", "to_cpu", "EpochBatches", "cuda_batches"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,20 @@ def model_device(model: torch.nn.Module) -> torch.device:
 def amp_dtype() -> torch.dtype:
     """Autocast's dtype on this GPU: bfloat16 where supported (no loss scaling needed), else float16."""
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def native_bf16_cpu(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX-BF16), read from Linux's cpuinfo.
+
+    torch's own `_is_mkldnn_bf16_supported` is true on any AVX512 CPU, where oneDNN emulates bfloat16
+    and scoring gets slower, not faster. Elsewhere (no cpuinfo) the answer is no: float32 is the safe side.
+    """
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def to_cpu(obj: Any) -> Any:

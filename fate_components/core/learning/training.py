@@ -14,10 +14,11 @@ from fate_components.core.data.negative_sampling import DEFAULT_NEGATIVES_PER_PO
 from fate_components.core.errors import ConfigError
 from fate_components.core.evaluation.auc import candidate_auc
 from fate_components.core.learning.augmentation import augment_3d
-from fate_components.core.learning.device import LOADER_WORKERS, EpochBatches, amp_dtype, cuda_batches, model_device
+from fate_components.core.learning.device import (LOADER_WORKERS, EpochBatches, amp_dtype, cuda_batches, model_device,
+                                                  native_bf16_cpu)
 
 __all__ = ["INFERENCE_PRECISIONS", "CUDA_PREDICT_BATCH", "TrainConfig", "LocalResult", "train_local", "evaluate",
-           "predict_proba", "get_parameters", "set_parameters"]
+           "predict_proba", "resolve_inference_precision", "get_parameters", "set_parameters"]
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -202,7 +203,22 @@ class _CudaSteps:
         return float(total), count
 
 
-INFERENCE_PRECISIONS = ("float32", "bfloat16")
+INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def resolve_inference_precision(precision: str, device: torch.device) -> str:
+    """What "auto" scores in on `device`: bfloat16 where the hardware computes it natively, else float32.
+
+    bfloat16 scoring is about 1.5x faster on CPUs with AVX512-BF16 or AMX (bench/luna16_scale.py), with
+    scores within ~3e-3 of float32; training is never affected (it stays float32 on a CPU).
+    """
+    if precision not in INFERENCE_PRECISIONS:
+        raise ConfigError(f"inference precision must be one of {INFERENCE_PRECISIONS}, not {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if native_bf16_cpu() else "float32"
 
 
 @torch.inference_mode()
@@ -215,11 +231,11 @@ def predict_proba(model: nn.Module, patches: np.ndarray, batch_size: int | None 
     1.4x faster than batches of 64 on one core (smaller activations; measured side by side), and
     the copy's ReLUs work in place, a few percent more (bench/luna16_scale.py measures the rate).
     precision="bfloat16" runs the convolutions in bfloat16 (CPU autocast): faster again on CPUs
-    with AVX512-BF16 or AMX, scores within ~3e-3 of float32 (bench/luna16_scale.py).
+    with AVX512-BF16 or AMX, scores within ~3e-3 of float32 (bench/luna16_scale.py); "auto" picks it
+    where the hardware has it (`resolve_inference_precision`).
     On CUDA (the model's device) it scores there, in batches of `CUDA_PREDICT_BATCH` by default.
     """
-    if precision not in INFERENCE_PRECISIONS:
-        raise ConfigError(f"inference precision must be one of {INFERENCE_PRECISIONS}, not {precision!r}")
+    precision = resolve_inference_precision(precision, model_device(model))
     model.eval()
     if model_device(model).type != "cpu":
         return _predict_cuda(model, patches, batch_size or CUDA_PREDICT_BATCH, precision)
