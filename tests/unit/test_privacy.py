@@ -240,6 +240,9 @@ def test_client_mode_without_noise_and_clipping_equals_the_non_dp_round():
     ({"mode": "sample", "max_epsilon": 0}, r"max_epsilon must be a positive number"),
     ({"mode": "sample", "accountant": "moments"}, r"dp.accountant must be one of"),
     ({"mode": "sample", "epsilon": 3}, r"unknown dp option\(s\) \['epsilon'\]"),
+    ({"mode": "sample", "secure_noise": "yes"}, r"^dp.secure_noise must be true or false, not 'yes'$"),
+    ({"mode": "client", "secure_noise": 1}, r"^dp.secure_noise must be true or false, not 1$"),
+    ({"secure_noise": True}, r"^dp.secure_noise=true with dp.mode='none': there is no noise to draw; set dp.mode"),
 ])
 def test_bad_dp_settings_are_refused_with_the_option_named(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -305,3 +308,154 @@ def test_dp_fedavg_filter_sends_the_clipped_update_with_equal_weight_and_passes_
     assert dp.update_norm == pytest.approx(math.sqrt(sum(s.size for s in start)), rel=1e-6)
     np.testing.assert_allclose(mean[0], start[0] + update[0], rtol=0, atol=0)
     assert dp.epsilon == math.inf   # no noise: no privacy
+
+
+# dp.secure_noise: Opacus' secure_mode. torchcsprng (its CSPRNG) has no build for this torch, so the tests make
+# it absent (sys.modules entry None: import fails) or present as a stand-in that hands out seeded generators,
+# which lets them check that the option reaches Opacus and that the noise is secure_mode's.
+
+class _FakeCsprng:
+    """Stands in for torchcsprng: records the device each generator reads and hands out seeded generators."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[str, int]] = []
+
+    def create_random_device_generator(self, path: str) -> torch.Generator:
+        seed = 1000 + len(self.made)
+        self.made.append((path, seed))
+        return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def no_csprng(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchcsprng", None)
+
+
+@pytest.fixture
+def fake_csprng(monkeypatch):
+    import sys
+
+    fake = _FakeCsprng()
+    monkeypatch.setitem(sys.modules, "torchcsprng", fake)
+    return fake
+
+
+def test_secure_noise_is_parsed_off_by_default_and_kept_in_the_settings():
+    assert DPConfig.from_dict({"mode": "sample"}).secure_noise is False
+    config = DPConfig.from_dict({"mode": "client", "secure_noise": True})
+    assert config.secure_noise is True and config.to_dict()["secure_noise"] is True
+
+
+@pytest.mark.parametrize("mode", ["sample", "client"])
+def test_secure_noise_without_torchcsprng_fails_before_round_1_naming_the_package(mode, no_csprng):
+    # planned_rounds is the site's pre-round DP check: its error becomes every party's verdict, naming the site.
+    config = DPConfig(mode=mode, delta=0.01, secure_noise=True)
+    expected = (r"^dp.secure_noise=true needs the torchcsprng package, which Opacus' secure_mode uses to draw noise "
+                r"and samples from /dev/urandom; it is not installed\. Install a torchcsprng built for torch "
+                r"\d+\.\d+\.\d+ \(github\.com/pytorch/csprng, 'Installation'\) on every site, or set "
+                r"dp.secure_noise to false$")
+    with pytest.raises(ConfigError, match=expected):
+        planned_rounds(config, rounds=3, local_epochs=1, batch_size=4, n_patients=20, n_sites=3)
+    assert planned_rounds(DPConfig(mode=mode, delta=0.01), rounds=3, local_epochs=1, batch_size=4, n_patients=20,
+                          n_sites=3) == 3
+
+
+def test_secure_noise_without_torchcsprng_also_stops_the_trainer_and_the_dp_fedavg_filter(no_csprng):
+    from fate_components.core.privacy.dp_fedavg import DPFedAvg
+
+    x, y, groups = _patients(8, 3)
+    model = build_model(SMALL, seed=0)
+    with pytest.raises(ConfigError, match=r"needs the torchcsprng package"):
+        PatientDPSGD(model, torch.optim.SGD(model.parameters(), lr=1.0), groups,
+                     DPConfig(mode="sample", delta=1e-3, secure_noise=True), 4)
+    with pytest.raises(ConfigError, match=r"needs the torchcsprng package"):
+        DPFedAvg(object(), DPConfig(mode="client", delta=0.1, secure_noise=True), n_sites=3)
+
+
+def test_secure_noise_draws_opacus_secure_mode_noise_and_samples_from_the_csprng(fake_csprng):
+    # Prepare
+    from opacus.optimizers.optimizer import _generate_noise
+
+    sigma, clip, expected = 2.0, 0.5, 4
+    secure = DPConfig(mode="sample", noise_multiplier=sigma, max_grad_norm=clip, delta=1e-3, secure_noise=True)
+    x, y, groups = _patients(8, 3)
+    model = build_model(SMALL, seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    # Execute: one step of the secure trainer; the same step without noise
+    trainer = PatientDPSGD(model, torch.optim.SGD(model.parameters(), lr=1.0), groups, secure, expected)
+    trainer.step(x, y, np.array([0, 3]), augment=lambda t: t)
+    trainer.close()
+    noisy = torch.cat([(b - p.detach()).ravel() for b, p in zip(before, model.parameters())])
+    _, clean = _one_step(DPConfig(mode="sample", noise_multiplier=0.0, max_grad_norm=clip, delta=1e-3), [0, 3],
+                         expected)
+
+    # Assert: Opacus in secure mode, the CSPRNG (on /dev/urandom) for the noise and for sampling patients
+    assert trainer.optimizer.secure_mode is True
+    assert [path for path, _ in fake_csprng.made] == ["/dev/urandom", "/dev/urandom"]
+    noise_seed = fake_csprng.made[0][1]
+    replay = torch.Generator().manual_seed(noise_seed)
+    secure_noise = torch.cat([_generate_noise(sigma * clip, p, replay, secure_mode=True).ravel()
+                              for p in model.parameters()])
+    plain_noise = torch.normal(0, sigma * clip, (secure_noise.numel(),),
+                               generator=torch.Generator().manual_seed(noise_seed))
+    noise = (noisy - clean) * expected
+    torch.testing.assert_close(noise, secure_noise, rtol=0, atol=1e-4)
+    assert float((noise - plain_noise).abs().max()) > 1.0            # not the draws of the plain mode
+    assert float(noise.std()) == pytest.approx(sigma * clip, rel=0.03)
+    sampling = torch.Generator().manual_seed(fake_csprng.made[1][1])
+    drawn = np.flatnonzero((torch.rand(trainer.n_patients, generator=sampling) < trainer.sample_rate).numpy())
+    np.testing.assert_array_equal(trainer.sample_patients(), drawn)
+
+
+def test_secure_noise_refuses_a_seeded_generator_as_opacus_does(fake_csprng):
+    from fate_components.core.privacy.dp_fedavg import DPFedAvg
+
+    x, y, groups = _patients(8, 3)
+    model = build_model(SMALL, seed=0)
+    with pytest.raises(ConfigError, match=r"^dp.secure_noise=true draws noise and samples from the CSPRNG only"):
+        PatientDPSGD(model, torch.optim.SGD(model.parameters(), lr=1.0), groups,
+                     DPConfig(mode="sample", delta=1e-3, secure_noise=True), 4,
+                     noise_generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match=r"^dp.secure_noise=true draws the noise share from the CSPRNG only"):
+        DPFedAvg(object(), DPConfig(mode="client", delta=0.1, secure_noise=True), n_sites=3,
+                 noise=torch.Generator().manual_seed(0))
+
+
+def test_client_mode_secure_noise_share_is_opacus_secure_mode_noise_from_the_csprng(fake_csprng):
+    # Prepare: the DP-FedAvg filter of a site with secure_noise; the share is drawn at the site, before encryption
+    from opacus.optimizers.optimizer import _generate_noise
+
+    from fate_components.core.privacy.dp_fedavg import DPFedAvg
+
+    sent = []
+
+    class Recording:
+        def weighted_mean(self, handle, tag, arrays, weight):
+            sent.append(arrays)
+            return arrays
+
+    model = build_model(SMALL, seed=0)
+    start = get_parameters(model)
+    config = DPConfig(mode="client", noise_multiplier=0.8, max_grad_norm=100.0, delta=0.1, secure_noise=True)
+    dp = DPFedAvg(Recording(), config, n_sites=3)
+
+    # Execute: a round whose update (+0.01 everywhere) is not clipped
+    dp.begin_round(0, model)
+    dp.weighted_mean(None, "model", [s + 0.01 for s in start], 10.0)
+
+    # Assert: the share is secure_mode noise from the CSPRNG's generator, std sigma*S/sqrt(n-1)
+    assert [path for path, _ in fake_csprng.made] == ["/dev/urandom"]
+    replay = torch.Generator().manual_seed(fake_csprng.made[0][1])
+    std = noise_share_std(config, 3)
+    for sent_update, s in zip(sent[0], start):
+        expected = 0.01 + _generate_noise(std, torch.zeros(s.shape, dtype=torch.float64), replay,
+                                          secure_mode=True).numpy()
+        np.testing.assert_allclose(sent_update, expected.astype(np.float32), rtol=1e-6, atol=1e-5)
+    share = np.concatenate([u.ravel() - 0.01 for u in sent[0]])
+    plain = std * torch.randn(share.shape, generator=torch.Generator().manual_seed(fake_csprng.made[0][1]),
+                              dtype=torch.float64).numpy()
+    assert np.abs(share - plain).max() > std                          # not the draws of the plain mode
+    assert float(share.std()) == pytest.approx(std, rel=0.03)

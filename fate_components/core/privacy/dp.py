@@ -12,7 +12,9 @@ Two modes, both configured by `DPConfig`:
   (the other sites' shares) already has std noise_multiplier * max_grad_norm in the sum.
 
 Noise and sampling draw from a generator seeded from the OS's entropy, never from the
-job's shared seed: anyone holding the job config could otherwise replay the noise.
+job's shared seed: anyone holding the job config could otherwise replay the noise. With
+``secure_noise`` they come from Opacus' secure_mode instead: its CSPRNG (torchcsprng, reading
+/dev/urandom) and its noise that resists floating-point attacks (2107.10138), in both modes.
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ from fate_components.core.errors import ConfigError, reject_unknown_options
 from fate_components.core.learning.training import LocalResult
 
 __all__ = ["DPConfig", "DP_MODES", "epsilon_for", "rounds_within_budget", "planned_rounds", "patient_sampling",
-           "PatientDPSGD", "train_local_dp", "privatize_update", "noise_share_std"]
+           "PatientDPSGD", "train_local_dp", "privatize_update", "noise_share_std", "check_secure_noise",
+           "noise_generator_for"]
 
 DP_MODES = ("none", "sample", "client")
 ACCOUNTANTS = ("rdp", "prv", "gdp")
@@ -40,7 +43,7 @@ _NO_CLIP = 1e30   # "no clipping" (only with noise 0): a bound no gradient reach
 
 @dataclass(frozen=True)
 class DPConfig:
-    """`dp` in the job conf: {mode, noise_multiplier, max_grad_norm, delta, max_epsilon, accountant}."""
+    """`dp` in the job conf: {mode, noise_multiplier, max_grad_norm, delta, max_epsilon, accountant, secure_noise}."""
 
     mode: str = "none"
     noise_multiplier: float = 1.0
@@ -48,6 +51,7 @@ class DPConfig:
     delta: float = 1e-5
     max_epsilon: float | None = None      # stop before a round would exceed it; None = no budget
     accountant: str = "rdp"               # Opacus accountant: rdp, prv or gdp
+    secure_noise: bool = False            # Opacus' secure_mode for noise and sampling (needs torchcsprng)
 
     def __post_init__(self) -> None:
         if self.mode not in DP_MODES:
@@ -66,6 +70,11 @@ class DPConfig:
             raise ConfigError(f"dp.max_epsilon must be a positive number or null, not {self.max_epsilon!r}")
         if self.accountant not in ACCOUNTANTS:
             raise ConfigError(f"dp.accountant must be one of {ACCOUNTANTS}, not {self.accountant!r}")
+        if not isinstance(self.secure_noise, bool):
+            raise ConfigError(f"dp.secure_noise must be true or false, not {self.secure_noise!r}")
+        if self.secure_noise and self.mode == "none":
+            raise ConfigError("dp.secure_noise=true with dp.mode='none': there is no noise to draw; set dp.mode to "
+                              "'sample' or 'client', or drop secure_noise")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "DPConfig":
@@ -142,6 +151,7 @@ def patient_sampling(n_patients: int, expected_patients: int) -> tuple[float, in
 def planned_rounds(config: DPConfig, *, rounds: int, local_epochs: int, batch_size: int, n_patients: int,
                    n_sites: int) -> int:
     """Validate the DP settings against this site and return the rounds its budget allows."""
+    check_secure_noise(config)
     if config.mode == "sample":
         config.check_units(n_patients, "training patients")
         rate, steps_per_epoch = patient_sampling(n_patients, batch_size)
@@ -157,6 +167,37 @@ def secret_generator() -> torch.Generator:
     return torch.Generator().manual_seed(secrets.randbits(63))
 
 
+def check_secure_noise(config: DPConfig) -> None:
+    """With dp.secure_noise, refuse (before round 1: planned_rounds calls this) a site without torchcsprng.
+
+    Opacus' PrivacyEngine(secure_mode=True) imports torchcsprng for its /dev/urandom generator. Its last
+    release (0.2.1, March 2021) predates torch 2: pip finds no wheel of it for Python 3.11, and Opacus 1.6
+    skips its own secure_mode tests ("requires torchcsprng compatible with new pytorch versions"), so it is
+    not in the project's requirements.
+    """
+    if not config.secure_noise:
+        return
+    try:
+        import torchcsprng  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(f"dp.secure_noise=true needs the torchcsprng package, which Opacus' secure_mode uses to "
+                          f"draw noise and samples from /dev/urandom; it is not installed. Install a torchcsprng "
+                          f"built for torch {torch.__version__.split('+')[0]} (github.com/pytorch/csprng, "
+                          f"'Installation') on every site, or set dp.secure_noise to false") from e
+
+
+def noise_generator_for(config: DPConfig) -> torch.Generator:
+    """The generator for DP noise and sampling: Opacus' secure_mode CSPRNG with secure_noise, else secret_generator."""
+    if not config.secure_noise:
+        return secret_generator()
+    check_secure_noise(config)
+    from opacus import PrivacyEngine
+
+    # PrivacyEngine builds torchcsprng's /dev/urandom generator in secure mode; this project's DP-SGD wraps the
+    # optimizer itself (per-patient gradients), so it takes only that generator from the engine.
+    return PrivacyEngine(accountant=config.accountant, secure_mode=True).secure_rng
+
+
 class PatientDPSGD:
     """Patient-level DP-SGD: Poisson-sampled patients, per-patient clipping, Gaussian noise (Opacus).
 
@@ -167,6 +208,7 @@ class PatientDPSGD:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, groups: np.ndarray, config: DPConfig,
                  expected_patients: int, *, noise_generator: torch.Generator | None = None,
                  sample_generator: torch.Generator | None = None) -> None:
+        """noise_generator and sample_generator (tests only) are refused with secure_noise, as Opacus does."""
         from opacus import GradSampleModule
         from opacus.optimizers import DPOptimizer
 
@@ -174,6 +216,9 @@ class PatientDPSGD:
         self.n_patients = len(codes)
         config.check_units(self.n_patients, "training patients")
         self.config = config
+        if config.secure_noise and (noise_generator is not None or sample_generator is not None):
+            raise ConfigError("dp.secure_noise=true draws noise and samples from the CSPRNG only; a seeded "
+                              "generator was passed (Opacus refuses a seed in secure mode too)")
         self.sample_rate, self.steps_per_epoch = patient_sampling(self.n_patients, expected_patients)
         self._patient_rows = [np.flatnonzero(self._rows_of == p) for p in range(self.n_patients)]
         self.model = model
@@ -181,10 +226,11 @@ class PatientDPSGD:
         self._gsm = GradSampleModule(model, batch_first=True, loss_reduction="sum", force_functorch=True)
         self.optimizer = DPOptimizer(optimizer, noise_multiplier=float(config.noise_multiplier),
                                      max_grad_norm=config.clip, expected_batch_size=expected_patients,
-                                     loss_reduction="mean", generator=noise_generator or secret_generator())
+                                     loss_reduction="mean", generator=noise_generator or noise_generator_for(config),
+                                     secure_mode=config.secure_noise)
         self.steps = 0
         self.max_patches_per_pass = 32
-        self._sample_generator = sample_generator or secret_generator()
+        self._sample_generator = sample_generator or noise_generator_for(config)
 
     def epsilon(self, extra_steps: int = 0) -> float:
         return epsilon_for(self.config, self.sample_rate, self.steps + extra_steps)
@@ -272,7 +318,13 @@ def privatize_update(delta: list[np.ndarray], config: DPConfig, n_sites: int,
     out = []
     for d in delta:
         clipped = np.asarray(d, dtype=np.float64) * scale
-        if std:
+        if std and config.secure_noise:
+            # Opacus' secure_mode noise (the sum of four draws, halved: no floating-point attack recovers it).
+            from opacus.optimizers.optimizer import _generate_noise
+
+            clipped = clipped + _generate_noise(std, torch.zeros(d.shape, dtype=torch.float64), generator,
+                                                secure_mode=True).numpy()
+        elif std:
             clipped = clipped + std * torch.randn(d.shape, generator=generator, dtype=torch.float64).numpy()
         out.append(clipped.astype(np.float32))
     return out, norm

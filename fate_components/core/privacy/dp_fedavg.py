@@ -4,6 +4,8 @@
 round starts from; when the round loop averages the model it clips this site's update (local
 minus start) to max_grad_norm, adds the site's noise share (`privatize_update`), averages the
 noised updates with equal weights (every hospital counts the same) and returns start + mean.
+The noise is drawn here, at the site, before encryption (the aggregator never sees an un-noised
+update), so dp.secure_noise applies to it as to DP-SGD's.
 Every other exchange (the validation loss) passes through unchanged. It reports the update's
 norm before clipping and the epsilon spent after the round.
 
@@ -19,7 +21,7 @@ from torch import nn
 
 from fate_components.core.errors import ConfigError
 from fate_components.core.learning.training import get_parameters
-from fate_components.core.privacy.dp import DPConfig, epsilon_for, privatize_update, secret_generator
+from fate_components.core.privacy.dp import DPConfig, epsilon_for, noise_generator_for, privatize_update
 
 if TYPE_CHECKING:
     from fate_components.core.federation.round_loop import UpdateAggregator
@@ -52,9 +54,13 @@ class DPFedAvg:
                  noise: torch.Generator | None = None) -> None:
         if privacy.mode != "client":
             raise ConfigError(f"DP-FedAvg is dp.mode='client', not {privacy.mode!r}")
+        if privacy.secure_noise and noise is not None:
+            raise ConfigError("dp.secure_noise=true draws the noise share from the CSPRNG only; a seeded generator "
+                              "was passed")
         self._inner, self._privacy, self._n_sites = inner, privacy, n_sites
-        # Seeded from the OS, never from the job's seed: the job config must not replay the noise.
-        self._noise = noise if noise is not None else secret_generator()
+        # Seeded from the OS (or Opacus' CSPRNG with secure_noise), never from the job's seed: the job config must
+        # not replay the noise.
+        self._noise = noise if noise is not None else noise_generator_for(privacy)
         self._round = -1
         self._start: list[np.ndarray] | None = None
         self.update_norm: float | None = None   # of this round's update, before clipping
