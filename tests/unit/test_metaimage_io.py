@@ -49,6 +49,7 @@ def test_missing_raw_file_is_named(tmp_path, make_volume):
         read_metaimage(path, site_root=tmp_path)
 
 
+@pytest.mark.bad_input(".raw shorter than its header says", "is truncated: 500 bytes, expected 800")
 def test_truncated_raw_file_is_reported_with_sizes(tmp_path, make_volume):
     # Prepare
     path = write_metaimage(make_volume(shape_zyx=(4, 10, 10)), tmp_path / "x.mhd")
