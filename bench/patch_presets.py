@@ -18,7 +18,7 @@ per scan, 0.2% positive, three scanner profiles) and a held-out test set of furt
   budget buys more epochs. The same epochs, rows and order for every preset: only the patch
   geometry differs;
 - predict: every held-out candidate cut with the preset and scored, one held-out hospital at a
-  time (its patches deleted after scoring, so disk stays under about 4 GB at 64³); scored by
+  time, in float32 (its patches deleted after scoring, so disk stays under about 4 GB at 64³); scored by
   LUNA16's official rules (core/evaluation/froc.py): CPM with a bootstrap 95% CI over scans,
   and candidate AUC.
 It prints per preset: held-out CPM (CI), AUC, train patches/s, predict candidates/s, disk per
