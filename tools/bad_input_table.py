@@ -92,9 +92,14 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _code(text: str) -> str:
+    """Inline code; a message that holds a backtick (`fate-lung check-site ...`) needs a double fence."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def render(cases: list[Case]) -> str:
     lines = ["| Bad input | Message (excerpt) | Test |", "|---|---|---|"]
-    lines += [f"| {_cell(c.case)} | `{_cell(c.excerpt)}` | `{c.test}` |" for c in cases]
+    lines += [f"| {_cell(c.case)} | {_code(_cell(c.excerpt))} | `{c.test}` |" for c in cases]
     return "\n".join(lines) + "\n"
 
 

@@ -290,7 +290,7 @@ def test_marked_tests_are_collected_in_file_order_with_param_marks(tmp_path):
     tests.mkdir()
     (tests / "test_b.py").write_text(
         "import pytest\n"
-        "@pytest.mark.bad_input('a | b', 'msg b')\n"
+        "@pytest.mark.bad_input('a | b', 'run `x`')\n"
         "def test_one(): pass\n"
         "@pytest.mark.parametrize('x', [pytest.param(1, marks=pytest.mark.bad_input('p1', 'm1')), 2])\n"
         "def test_two(x): pass\n")
@@ -303,11 +303,11 @@ def test_marked_tests_are_collected_in_file_order_with_param_marks(tmp_path):
     # Assert
     assert problems == []
     assert [(c.case, c.excerpt, c.test) for c in cases] == [("first", "msg a", "test_a.py::test_x"),
-                                                           ("a | b", "msg b", "test_b.py::test_one"),
+                                                           ("a | b", "run `x`", "test_b.py::test_one"),
                                                            ("p1", "m1", "test_b.py::test_two")]
     assert table.splitlines()[:3] == ["| Bad input | Message (excerpt) | Test |", "|---|---|---|",
                                       "| first | `msg a` | `test_a.py::test_x` |"]
-    assert "| a \\| b | `msg b` |" in table
+    assert "| a \\| b | `` run `x` `` |" in table
 
 
 def test_a_stale_missing_or_malformed_table_is_reported_with_the_command(tmp_path):
