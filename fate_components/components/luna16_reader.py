@@ -38,9 +38,10 @@ def luna16_reader(
                                        "train mode: keep only this many negatives per positive, drawn once"),
     val_fraction: cpn.parameter(type=params.confloat(ge=0, lt=1), default=0.2,
                                 desc="fraction of patients (seriesuids) held out for validation"),
-    patch_preset: cpn.parameter(type=params.string_choice(PRESET_NAMES), default=DEFAULT_PRESET,
+    patch_preset: cpn.parameter(type=params.string_choice(PRESET_NAMES), default=None,
                                 desc=f"patch geometry: {PRESETS_DESC}, or custom (patch_size_mm and patch_voxels); "
-                                     f"every site must use the same"),
+                                     f"unset: {DEFAULT_PRESET}, or patch_size_mm/patch_voxels where set; every site "
+                                     f"must use the same"),
     patch_size_mm: cpn.parameter(type=params.confloat(gt=0), default=None,
                                  desc="edge of the patch cube in mm; with a preset, leave unset or repeat its value"),
     patch_voxels: cpn.parameter(type=params.conint(gt=3), default=None,

@@ -101,6 +101,9 @@ def test_the_model_has_the_same_parameters_for_every_preset():
     ("48mm_32", 48.0, 32, (48.0, 32)),        # conf/lung_conf.json repeats the default preset's values
     ("64mm_48", 64, None, (64.0, 48)),
     (CUSTOM, 40.0, 40, (40.0, 40)),
+    (None, None, None, (48.0, 32)),           # no preset: the default preset
+    (None, 64.0, 64, (64.0, 64)),             # a conf from before presets: its own values, as before
+    (None, 64.0, None, (64.0, 32)),           # ... the other from the default, as it was then
 ])
 def test_a_preset_and_explicit_values_combine(preset, size_mm, voxels, expected):
     assert resolve_patch_geometry(preset, size_mm, voxels) == expected
@@ -125,7 +128,7 @@ def test_the_reader_component_offers_the_presets_with_todays_default():
 
     parameters = luna16_reader.dict().component.parameters
     assert PRESET_NAMES == [*PATCH_PRESETS, CUSTOM]
-    assert parameters["patch_preset"].default == DEFAULT_PRESET == "48mm_32"
+    assert parameters["patch_preset"].default is None and DEFAULT_PRESET == "48mm_32"
     assert parameters["patch_size_mm"].default is None and parameters["patch_voxels"].default is None
     assert PATCH_PRESETS[DEFAULT_PRESET] == (PatchSpec().size_mm, PatchSpec().size_voxels)
 

@@ -39,12 +39,19 @@ def preset_names() -> list[str]:
     return [*PATCH_PRESETS, CUSTOM]
 
 
-def resolve_patch_geometry(preset: str, size_mm: float | None = None, voxels: int | None = None) -> tuple[float, int]:
+def resolve_patch_geometry(preset: str | None, size_mm: float | None = None,
+                           voxels: int | None = None) -> tuple[float, int]:
     """(size_mm, voxels) for a preset and optional explicit values.
 
     A named preset fixes both; explicit values may repeat them (as conf/lung_conf.json does for
-    48mm_32) but not contradict them. "custom" takes both from the explicit values.
+    48mm_32) but not contradict them. "custom" takes both from the explicit values. No preset
+    (None, the reader's default) is the default preset, with any explicit value in its place:
+    a conf written before presets existed cuts what it cut then.
     """
+    if preset is None:
+        default_mm, default_voxels = PATCH_PRESETS[DEFAULT_PRESET]
+        return (float(size_mm) if size_mm is not None else default_mm,
+                int(voxels) if voxels is not None else default_voxels)
     if preset == CUSTOM:
         missing = [name for name, v in (("patch_size_mm", size_mm), ("patch_voxels", voxels)) if v is None]
         if missing:
@@ -65,7 +72,7 @@ def resolve_patch_geometry(preset: str, size_mm: float | None = None, voxels: in
     return preset_mm, preset_voxels
 
 
-def preset_spec(preset: str, *, size_mm: float | None = None, voxels: int | None = None,
+def preset_spec(preset: str | None, *, size_mm: float | None = None, voxels: int | None = None,
                 hu_min: float = -1000.0, hu_max: float = 400.0) -> PatchSpec:
     """The `PatchSpec` of a preset (or of custom values), with the HU window."""
     from fate_components.core.imaging.patches import PatchSpec
