@@ -168,34 +168,31 @@ def secret_generator() -> torch.Generator:
 
 
 def check_secure_noise(config: DPConfig) -> None:
-    """With dp.secure_noise, refuse (before round 1: planned_rounds calls this) a site without torchcsprng.
+    """With dp.secure_noise, refuse (before round 1: planned_rounds calls this) a site without torchcsprng."""
+    if config.secure_noise:
+        _secure_rng(config)
 
-    Opacus' PrivacyEngine(secure_mode=True) imports torchcsprng for its /dev/urandom generator. Its last
-    release (0.2.1, March 2021) predates torch 2: pip finds no wheel of it for Python 3.11, and Opacus 1.6
-    skips its own secure_mode tests ("requires torchcsprng compatible with new pytorch versions"), so it is
-    not in the project's requirements.
-    """
-    if not config.secure_noise:
-        return
+
+def noise_generator_for(config: DPConfig) -> torch.Generator:
+    """The generator for DP noise and sampling: Opacus' secure_mode CSPRNG with secure_noise, else secret_generator."""
+    return _secure_rng(config) if config.secure_noise else secret_generator()
+
+
+def _secure_rng(config: DPConfig) -> torch.Generator:
+    # PrivacyEngine(secure_mode=True) builds torchcsprng's /dev/urandom generator (this project's DP-SGD wraps the
+    # optimizer itself, for per-patient gradients, so it takes only that generator from the engine), and raises
+    # ImportError without torchcsprng. Its last release (0.2.1, March 2021) predates torch 2: pip finds no wheel of
+    # it for Python 3.11, and Opacus 1.6 skips its own secure_mode tests ("requires torchcsprng compatible with new
+    # pytorch versions"), so it is not in the project's requirements.
+    from opacus import PrivacyEngine
+
     try:
-        import torchcsprng  # noqa: F401
+        return PrivacyEngine(accountant=config.accountant, secure_mode=True).secure_rng
     except ImportError as e:
         raise ConfigError(f"dp.secure_noise=true needs the torchcsprng package, which Opacus' secure_mode uses to "
                           f"draw noise and samples from /dev/urandom; it is not installed. Install a torchcsprng "
                           f"built for torch {torch.__version__.split('+')[0]} (github.com/pytorch/csprng, "
                           f"'Installation') on every site, or set dp.secure_noise to false") from e
-
-
-def noise_generator_for(config: DPConfig) -> torch.Generator:
-    """The generator for DP noise and sampling: Opacus' secure_mode CSPRNG with secure_noise, else secret_generator."""
-    if not config.secure_noise:
-        return secret_generator()
-    check_secure_noise(config)
-    from opacus import PrivacyEngine
-
-    # PrivacyEngine builds torchcsprng's /dev/urandom generator in secure mode; this project's DP-SGD wraps the
-    # optimizer itself (per-patient gradients), so it takes only that generator from the engine.
-    return PrivacyEngine(accountant=config.accountant, secure_mode=True).secure_rng
 
 
 class PatientDPSGD:
