@@ -73,7 +73,8 @@ def train(
                                                "mode sample)"),
     dp: cpn.parameter(type=dict, default={},
                       desc="differential privacy: mode (none | sample: patient-level DP-SGD | client: hospital-level "
-                           "DP-FedAvg), noise_multiplier, max_grad_norm, delta, max_epsilon, accountant (rdp)"),
+                           "DP-FedAvg), noise_multiplier, max_grad_norm, delta, max_epsilon, accountant (rdp), "
+                           "secure_noise (noise from Opacus' secure_mode CSPRNG; needs torchcsprng)"),
     seed: cpn.parameter(type=int, default=0, desc="seed of the initial weights and batch order"),
     threads: cpn.parameter(type=params.conint(gt=0), default=1,
                            desc="torch threads per party (one process runs per party)"),

@@ -50,7 +50,8 @@ def luna16_reader(
     hu_min: cpn.parameter(type=float, default=-1000.0, desc="lower end of the HU window mapped to 0"),
     hu_max: cpn.parameter(type=float, default=400.0, desc="upper end of the HU window mapped to 1"),
     on_bad_scan: cpn.parameter(type=params.string_choice(["skip", "raise"]), default="skip",
-                               desc="skip (and report) or fail on an unreadable scan or a bad candidate"),
+                               desc="skip (and report) or fail on an unreadable scan, a bad candidate or a bad "
+                                    "annotation row"),
     seed: cpn.parameter(type=int, default=0, desc="seed for negative sampling and the validation split"),
 ):
     from fate_components.core.data.patch_dataset import build_patch_dataset

@@ -348,6 +348,7 @@ def test_secure_noise_is_parsed_off_by_default_and_kept_in_the_settings():
     assert config.secure_noise is True and config.to_dict()["secure_noise"] is True
 
 
+@pytest.mark.bad_input("dp.secure_noise on a site without torchcsprng", "needs the torchcsprng package")
 @pytest.mark.parametrize("mode", ["sample", "client"])
 def test_secure_noise_without_torchcsprng_fails_before_round_1_naming_the_package(mode, no_csprng):
     # planned_rounds is the site's pre-round DP check: its error becomes every party's verdict, naming the site.

@@ -86,14 +86,17 @@ class Volume:
         return index @ self._index_to_world.T + np.asarray(self.origin_mm)
 
     def contains_world(self, world_xyz_mm: np.ndarray, margin_voxels: float = 0.0) -> bool | np.ndarray:
-        """Whether a world point lies in the volume: index within [-0.5, size - 0.5] on each axis.
+        """Whether a world point lies in the volume: index within [-0.5, size - 0.5) on each axis.
+
+        Half-open, as SimpleITK's linear interpolator and the patch cutter's face rule are: a point
+        exactly on the high face already reads air.
 
         A positive margin requires the point to lie that many voxels inside the border (a negative
         one tolerates points just outside). One point (shape (3,)) gives a bool, (..., 3) an array.
         """
         index = self.world_to_voxel(world_xyz_mm)
         size = np.asarray(self.shape_xyz, dtype=np.float64)
-        inside = np.all((index >= -0.5 + margin_voxels) & (index <= size - 0.5 - margin_voxels), axis=-1)
+        inside = np.all((index >= -0.5 + margin_voxels) & (index < size - 0.5 - margin_voxels), axis=-1)
         return bool(inside) if np.ndim(inside) == 0 else inside
 
     def world_bounds_mm(self) -> tuple[np.ndarray, np.ndarray]:
