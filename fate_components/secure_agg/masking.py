@@ -84,6 +84,7 @@ class PairwiseMasks:
             raise LungError(f"Secure aggregation failed: {sites[me].label} holds mask seeds for sites "
                             f"{sorted(seeds)} of {len(sites)}")
         self.n = n
+        self._labels = [s.label for s in sites]
         self._block = (n.bit_length() + 7) // 8 + _OVERSAMPLE_BYTES
         self._pairs = [_Pair(j, 1 if me < j else -1,
                              _hkdf(seeds[j], b"fate-lung pair seed|" + _pair_label(sites, me, j)))
@@ -94,6 +95,18 @@ class PairwiseMasks:
     def agree(cls, channel: Channel, n: int) -> "PairwiseMasks":
         """Agree on the pair seeds over `channel` (every site calls this at the same step) for modulus `n`."""
         return cls(channel.sites, _site_index(channel), agree_pair_seeds(channel), n)
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        """Other site's label -> a short hash of this pair's seed; both sites of a pair log the same one.
+
+        Two sites whose fingerprints for their pair differ did not agree on one seed: a relaying guest
+        substituted a public value (a man in the middle). Operators can compare them out of band.
+        """
+        import hashlib
+
+        return {self._labels[p.other]: hashlib.sha256(b"fate-lung mask fingerprint|" + p.key).hexdigest()[:16]
+                for p in self._pairs}
 
     def pair_mask(self, other: int, exchange_id: str, name: str, count: int) -> list[int]:
         """The masks this site shares with site `other` for `count` ciphertexts of one exchange (unsigned)."""

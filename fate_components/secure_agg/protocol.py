@@ -24,6 +24,7 @@ the arbiter, decrypts only masked values of the others; the decrypted sum is exa
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ from .pool import PaillierPool, contiguous_chunks, resolve_workers
 __all__ = ["PaillierOptions", "ExchangeStats", "PaillierClient", "PaillierServer"]
 
 KEY_TAG = "paillier_keys"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,9 @@ class PaillierClient:
         public, secret, h_n = _deal_key(keys, self.options) if channel.is_guest else _receive_key(keys)
         self.public, self._secret = public, secret
         self._masks = PairwiseMasks.agree(channel, public.n)
+        # Both sites of a pair log the same fingerprint unless the relaying guest substituted a public value.
+        logger.info("pairwise mask seed fingerprints at %s: %s", channel.party_id,
+                    ", ".join(f"with {label}: {fp}" for label, fp in self._masks.fingerprints.items()))
         self._spec = PackingSpec.for_key(public.key_bits, precision_bits=self.options.precision_bits,
                                          clip=self.options.clip, max_sites=max(2, len(channel.sites)))
         guest, *hosts = channel.sites

@@ -150,3 +150,19 @@ def test_a_colluding_site_with_the_secret_key_cannot_read_a_hosts_masked_update(
     assert len(decoded) == 3          # model, val_loss, model
     for codes in (decoded[0], decoded[2]):
         assert _windows_recovered(codes, values, fraction) == (0 if masked else windows)
+
+
+def test_both_sites_of_a_pair_log_one_fingerprint_and_a_substituted_public_value_changes_them():
+    from fate.arch.protocol.diffie_hellman import DiffieHellman
+
+    # Prepare: an honest run, and a run where the guest swaps host 10001's public value for host 10000 with its own
+    honest = _agree(MemoryFederation())
+    fed = MemoryFederation()
+    fed.tamper(GUEST, "mask_dh_relay", lambda relay: {**relay, 2: DiffieHellman().get_public_key()} if 2 in relay
+               else relay)
+    attacked = _agree(fed)
+    # Assert: honest pairs agree; the attacked pair's fingerprints differ (its masks no longer cancel)
+    for a, b in ((GUEST, HOST_B), (GUEST, HOST_C), (HOST_B, HOST_C)):
+        assert honest[a].fingerprints[b] == honest[b].fingerprints[a]
+    assert attacked[HOST_B].fingerprints[HOST_C] != attacked[HOST_C].fingerprints[HOST_B]
+    assert attacked[GUEST].fingerprints[HOST_B] == attacked[HOST_B].fingerprints[GUEST]
