@@ -530,7 +530,11 @@ def test_a_colluding_hospital_with_the_secret_key_reads_no_host_update_off_the_a
             values = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in update["arrays"]])
             codes = unpack(m["plain"], m["count"] * spec.slots_per_plaintext, spec)
             recovered, windows = _windows_recovered(codes, values, fraction, spec)
+            assert windows > 0 or values.size < 8
             assert recovered == (0 if masked else windows), (tag, m["src"], recovered, windows)
+            first = codes[0] / 2.0 ** spec.precision_bits / fraction - spec.clip   # one value (the loss: only one)
+            assert (abs(first - np.clip(values[0], -spec.clip, spec.clip)) <= 2.0 ** -spec.precision_bits / fraction
+                    ) is not masked, (tag, m["src"], first, values[0])
             if masked:
                 # ... nor at any offset, from a few places in each tensor, nor as bytes in any encoding the wire
                 # test searches for (the plaintext integers as bytes, the decoded values as float32 and float64)
