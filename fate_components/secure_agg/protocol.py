@@ -196,6 +196,11 @@ class PaillierClient:
         scaled = int(round(weight * 1000))  # weights are sample counts; 1/1000 resolution for fractional ones
         cts = self._pool.encrypt(self._masks.apply([scaled], sub.exchange_id, "weight"))
         summed = self._exchange(sub, "weight", cipher.to_wire(self.public, cts), 1, stats)
+        if summed[0] >= 1 << 63:   # masks that do not cancel leave a value uniform mod n: never a sample count
+            raise LungError(f"Secure aggregation failed: the decrypted total weight of {tag!r} is not a sample count, "
+                            f"so the pairwise masks did not cancel: two sites hold different seeds for their pair "
+                            f"(a relayed Diffie-Hellman public value was replaced?). Compare the 'pairwise mask seed "
+                            f"fingerprints' each site logged")
         total = summed[0] / 1000.0
         if not total > 0:
             raise LungError(f"Secure aggregation failed: total weight of {tag!r} is {total}")

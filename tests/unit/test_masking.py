@@ -166,3 +166,21 @@ def test_both_sites_of_a_pair_log_one_fingerprint_and_a_substituted_public_value
         assert honest[a].fingerprints[b] == honest[b].fingerprints[a]
     assert attacked[HOST_B].fingerprints[HOST_C] != attacked[HOST_C].fingerprints[HOST_B]
     assert attacked[GUEST].fingerprints[HOST_B] == attacked[HOST_B].fingerprints[GUEST]
+
+
+def test_masks_that_do_not_cancel_stop_every_site_at_the_first_exchange_naming_the_fingerprints():
+    from fate.arch.protocol.diffie_hellman import DiffieHellman
+
+    # Prepare: the guest replaces host 10001's public value on its way to host 10000
+    fed = MemoryFederation(timeout=5)
+    fed.tamper(GUEST, "mask_dh_relay", lambda relay: {**relay, 2: DiffieHellman().get_public_key()} if 2 in relay
+               else relay)
+    _, exchanges = _exchanges(seed=3)
+    # Execute
+    results = run_federation(fed, exchanges)
+    # Assert: every site refuses the garbage total weight before sending its update
+    for label in SITES:
+        assert isinstance(results[label], LungError), results[label]
+        assert "the pairwise masks did not cancel" in str(results[label]), results[label]
+        assert "fingerprints" in str(results[label])
+    assert not [m for m in fed.messages if m.name == "values_cipher"]
