@@ -4,10 +4,14 @@ naive per-value Paillier (FATE's API as a user would call it), and fate-lung's p
     .venv/bin/python bench/secure_aggregation.py            # 1e5, default model, 1e6 (1e7 extrapolated)
     .venv/bin/python bench/secure_aggregation.py --full     # also measures 1e7 for ours (several minutes)
     .venv/bin/python bench/secure_aggregation.py --workers 1,2,4,8,16   # ours per paillier.workers
+    .venv/bin/python bench/secure_aggregation.py --masking   # only ours and its masks: default model, 1e6
 
 Prints one table: seconds per round for client encode+encrypt, arbiter sum, client decrypt+decode,
-and bytes sent per site. All measured side by side in this run on this machine, one process,
-single-threaded; naive Paillier is timed on a sample of values and scaled linearly (marked "~").
+and bytes sent per site; under each "fate-lung Paillier" row, the pairwise masking (secure_agg/masking.py,
+part of ours: its encode+encrypt column includes it) in seconds per site per round and as a share of
+ours' round (encode+encrypt + arbiter sum + decrypt+decode). All measured side by side in this run on
+this machine, one process, single-threaded; naive Paillier is timed on a sample of values and scaled
+linearly (marked "~").
 With --workers: only ours, for the default model and 1e6 parameters, per number of worker
 processes per site (`paillier.workers`, secure_agg/pool.py), with ratios to 1 worker; counts
 above this process's cores are skipped, not simulated.
@@ -91,9 +95,12 @@ def bench_ours(updates, weights, public, secret):
     obfuscators, pre = _timed(lambda: [make_obfuscators(public.n, h_n, n_ct) for _ in range(SITES)])
     total_w = float(sum(weights))
 
+    masks = _site_masks(public.n)
+
     def encode_encrypt(i):
         packed = pack(encode_weighted(updates[i], weights[i] / total_w, spec)[0], spec)
-        return cipher.to_wire(public, cipher.encrypt(public, packed, obfuscators[i]))
+        masked = masks[i].apply(packed, "bench/round-0/model", "values")
+        return cipher.to_wire(public, cipher.encrypt(public, masked, obfuscators[i]))
 
     blobs, enc = _timed(lambda: [encode_encrypt(i) for i in range(SITES)])
     total, agg = _timed(lambda: cipher.add_all(public, [cipher.from_wire(public, b, n_ct, f"site {i}")
@@ -109,6 +116,39 @@ def bench_ours(updates, weights, public, secret):
     return enc / SITES, agg, dec_shard + unpack_s, len(blobs[0]), pre / SITES
 
 
+def _site_masks(n: int) -> list:
+    """Each site's `PairwiseMasks`, its Diffie-Hellman seeds agreed directly (the bench has no channel)."""
+    from fate.arch.protocol.diffie_hellman import DiffieHellman
+
+    from fate_components.secure_agg.channel import SiteAddress
+    from fate_components.secure_agg.masking import PairwiseMasks
+
+    sites = [SiteAddress(i, "guest" if i == 0 else "host", str(9999 + i)) for i in range(SITES)]
+    dh = {(i, j): DiffieHellman() for i in range(SITES) for j in range(SITES) if i != j}
+    return [PairwiseMasks(sites, i, {j: dh[(i, j)].diffie_hellman(dh[(j, i)].get_public_key())
+                                     for j in range(SITES) if j != i}, n) for i in range(SITES)]
+
+
+def bench_masking(updates, weights, public) -> float:
+    """Seconds one site spends masking its packed plaintexts per round (3 sites: 2 pair masks per ciphertext);
+    checks that the masks cancel in the sum mod n."""
+    from fate_components.secure_agg.packing import PackingSpec, encode_weighted, pack
+
+    spec = PackingSpec.for_key(public.key_bits)
+    masks = _site_masks(public.n)
+    total_w = float(sum(weights))
+    packed = [pack(encode_weighted(u, w / total_w, spec)[0], spec) for u, w in zip(updates, weights)]
+    masked, seconds = _timed(lambda: [m.apply(p, "bench/round-0/model", "values") for m, p in zip(masks, packed)])
+    assert [sum(v) % public.n for v in zip(*masked)] == [sum(v) for v in zip(*packed)]
+    return seconds / SITES
+
+
+def _masking_line(mask_s: float, enc: float, agg: float, dec: float) -> str:
+    round_s = enc + agg + dec
+    return (f"{'':<26}masking (in ours): {mask_s:.3f} s per site per round, {100 * mask_s / round_s:.1f}% of ours' "
+            f"round ({round_s:.3f} s)")
+
+
 def bench_workers(updates, weights, public, secret, workers: int) -> dict[str, float]:
     """One round of ours with `workers` processes per site: what a site's `PaillierPool` does, timed per stage."""
     from fate_components.secure_agg import cipher
@@ -120,6 +160,7 @@ def bench_workers(updates, weights, public, secret, workers: int) -> dict[str, f
     n_ct = spec.n_plaintexts(len(updates[0]))
     total_w = float(sum(weights))
     pool = PaillierPool(public, secret, public_base(public.n), workers=workers, site="bench")
+    masks = _site_masks(public.n)
     try:
         pool.wait_started()   # every process up, its comb table built (once per job) ...
         pool.take(1)          # ... and this process's, which computes them with 1 worker
@@ -131,7 +172,7 @@ def bench_workers(updates, weights, public, secret, workers: int) -> dict[str, f
 
             def encode_encrypt(i=i):
                 packed = pack(encode_weighted(updates[i], weights[i] / total_w, spec)[0], spec)
-                return cipher.to_wire(public, pool.encrypt(packed))
+                return cipher.to_wire(public, pool.encrypt(masks[i].apply(packed, "bench/round-0/model", "values")))
 
             blob, t = _timed(encode_encrypt)
             enc += t
@@ -189,6 +230,7 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help="also measure ours at 1e7 parameters")
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--workers", help="comma-separated paillier.workers counts to sweep, e.g. 1,2,4,8,16")
+    parser.add_argument("--masking", action="store_true", help="only ours and its masking, default model and 1e6")
     args = parser.parse_args(argv)
     if args.workers:
         return main_workers([int(w) for w in args.workers.split(",")], args.key_bits)
@@ -199,7 +241,10 @@ def main(argv=None) -> int:
     public, secret = generate_keypair(args.key_bits)
     default_size = count_parameters(build_model())
     sizes = [("1e5", 100_000), (f"default model ({default_size:,})", default_size), ("1e6", 1_000_000)]
-    sizes.append(("1e7", 10_000_000))
+    if args.masking:
+        sizes = sizes[1:]
+    else:
+        sizes.append(("1e7", 10_000_000))
     weights = [120, 45, 30]
     print(f"3 sites, Paillier {args.key_bits}-bit, 1 thread, machine: {os.cpu_count()} cores")
     header = f"{'size':<26}{'method':<22}{'encode+encrypt s':>17}{'arbiter sum s':>15}{'decrypt+decode s':>17}" \
@@ -211,28 +256,34 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(0)
         updates = [rng.normal(0, 0.5, n) for _ in range(SITES)]
         rows = []
-        rows.append(("plaintext", *bench_plaintext(updates, weights), ""))
-        rows.append(("FATE masks", *bench_fate_masks(updates, weights), ""))
-        naive = bench_naive_paillier(n, args.key_bits)
-        rows.append(("naive Paillier ~", *naive, ""))
+        if not args.masking:
+            rows.append(("plaintext", *bench_plaintext(updates, weights), ""))
+            rows.append(("FATE masks", *bench_fate_masks(updates, weights), ""))
+            naive = bench_naive_paillier(n, args.key_bits)
+            rows.append(("naive Paillier ~", *naive, ""))
         if n <= 1_000_000 or args.full:
             enc, agg, dec, size, pre = bench_ours(updates, weights, public, secret)
+            mask_s = bench_masking(updates, weights, public)
             extrapolated = ""
         else:
             scale = n / 1_000_000
-            enc, agg, dec, size, pre = (v * scale for v in ours_1e6)
+            enc, agg, dec, size, pre, mask_s = (v * scale for v in ours_1e6)
             extrapolated = " ~"
         if n == 1_000_000:
-            ours_1e6 = (enc, agg, dec, size, pre)
+            ours_1e6 = (enc, agg, dec, size, pre, mask_s)
         rows.append((f"fate-lung Paillier{extrapolated}", enc, agg, dec, size, f"+{pre:.1f}s precomputed"))
         for method, e, a, d, b, note in rows:
             print(f"{label:<26}{method:<22}{e:>17.3f}{a:>15.3f}{d:>17.3f}{int(b):>16,}{b / (4 * n):>10.2f}  {note}")
-        naive_total = naive[0] + naive[2]
-        ours_total = enc + dec + pre
-        print(f"{'':<26}speed-up of ours over naive per-value Paillier (client, incl. precompute): "
-              f"{naive_total / ours_total:,.0f}x")
+        print(_masking_line(mask_s, enc, agg, dec))
+        if not args.masking:
+            naive_total = naive[0] + naive[2]
+            ours_total = enc + dec + pre
+            print(f"{'':<26}speed-up of ours over naive per-value Paillier (client, incl. precompute): "
+                  f"{naive_total / ours_total:,.0f}x")
     print("~ : scaled linearly from a sample (naive) or from the 1e6 measurement (ours without --full).")
     print("decrypt for ours: one third of the ciphertexts per site (the sites share decrypted thirds).")
+    print("masking: a site's pair masks (ChaCha20 keystream, one per other site) added mod n to its packed plaintexts;")
+    print("         its Diffie-Hellman seeds are agreed once per job (not timed).")
     return 0
 
 

@@ -20,6 +20,12 @@ class FateChannel:
         return FateChannel(self.ctx.sub_ctx(tag))
 
     @property
+    def exchange_id(self) -> str:
+        # FATE's federation session (one per job and task, the same at every party) and the namespace's
+        # tag, which FATE itself uses to keep the messages of different sub-contexts apart.
+        return f"{self.ctx.federation.session_id}/{self.ctx.namespace.federation_tag}"
+
+    @property
     def is_guest(self) -> bool:
         return self.ctx.is_on_guest
 

@@ -42,6 +42,11 @@ class Channel(Protocol):
         ...
 
     @property
+    def exchange_id(self) -> str:
+        """This tag path within this job, the same at every party and unique to the path (it binds the masks)."""
+        ...
+
+    @property
     def is_guest(self) -> bool:
         """Whether this party is the guest (the site that deals keys and relays decrypted shards)."""
         ...

@@ -55,10 +55,11 @@ class MemoryFederation:
     """The parties, queues and message record of one in-memory federation (guest rank 0, hosts, arbiter last)."""
 
     def __init__(self, guest: str = "9999", hosts: Sequence[str] = ("10000", "10001"), arbiter: str = "9999", *,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, job_id: str = "memory-job") -> None:
         roles = [("guest", guest), *(("host", h) for h in hosts), ("arbiter", arbiter)]
         self.parties = [_Party(rank, role, str(pid)) for rank, (role, pid) in enumerate(roles)]
         self.timeout = timeout
+        self.job_id = job_id
         self.messages: list[Message] = []
         self._queues: dict[tuple, queue.Queue] = {}
         self._tampers: dict[tuple[str, str], Callable[[Any], Any]] = {}
@@ -115,6 +116,10 @@ class MemoryChannel:
 
     def sub(self, tag: str) -> "MemoryChannel":
         return MemoryChannel(self._fed, self._party, (*self._path, tag))
+
+    @property
+    def exchange_id(self) -> str:
+        return "/".join((self._fed.job_id, *self._path))
 
     @property
     def is_guest(self) -> bool:

@@ -15,10 +15,16 @@ and the decrypted shards (parts of the aggregate, which every site obtains anywa
 guest (``values_plain``), which hands them all to every host (``values_plain_all``), so decryption
 work is split between the sites. N, the total weight of an exchange, travels the same way (the
 ``weight_*`` messages, one ciphertext per site) the first time a tag is used.
+
+Masks (masking.py, always on): after the keys, every pair of sites agrees on a seed (tag
+``paillier_masks``), and each site adds, mod n, pairwise masks that cancel in the sum to every packed
+plaintext, the weight's included, before encrypting. A site holding the secret key, colluding with
+the arbiter, decrypts only masked values of the others; the decrypted sum is exact.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -30,12 +36,14 @@ from . import cipher
 from ._obfuscation_worker import public_base
 from .channel import Channel, SiteAddress
 from .keys import PublicKey, SecretKey, check_key_bits, generate_keypair, seal, unseal
+from .masking import PairwiseMasks
 from .packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
 from .pool import PaillierPool, contiguous_chunks, resolve_workers
 
 __all__ = ["PaillierOptions", "ExchangeStats", "PaillierClient", "PaillierServer"]
 
 KEY_TAG = "paillier_keys"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,7 @@ class PaillierClient:
         self.public: PublicKey | None = None
         self._secret: SecretKey | None = None
         self._pool: PaillierPool | None = None
+        self._masks: PairwiseMasks | None = None
         self._totals: dict[str, tuple[float, float]] = {}
         self.last: dict[str, ExchangeStats] = {}
 
@@ -133,6 +142,10 @@ class PaillierClient:
         keys = channel.sub(KEY_TAG)
         public, secret, h_n = _deal_key(keys, self.options) if channel.is_guest else _receive_key(keys)
         self.public, self._secret = public, secret
+        self._masks = PairwiseMasks.agree(channel, public.n)
+        # Both sites of a pair log the same fingerprint unless the relaying guest substituted a public value.
+        logger.info("pairwise mask seed fingerprints at %s: %s", channel.party_id,
+                    ", ".join(f"with {label}: {fp}" for label, fp in self._masks.fingerprints.items()))
         self._spec = PackingSpec.for_key(public.key_bits, precision_bits=self.options.precision_bits,
                                          clip=self.options.clip, max_sites=max(2, len(channel.sites)))
         guest, *hosts = channel.sites
@@ -156,7 +169,7 @@ class PaillierClient:
         t0 = time.perf_counter()
         codes, stats.clipped = encode_weighted(flat, weight / total, self._spec)
         packed = pack(codes, self._spec)
-        cts = self._pool.encrypt(packed)
+        cts = self._pool.encrypt(self._masks.apply(packed, sub.exchange_id, "values"))
         blob = cipher.to_wire(self.public, cts)
         stats.encrypt_seconds = time.perf_counter() - t0
         stats.bytes_sent = len(blob)
@@ -181,8 +194,13 @@ class PaillierClient:
                                   f"sample counts, fixed for a job")
             return known[1]
         scaled = int(round(weight * 1000))  # weights are sample counts; 1/1000 resolution for fractional ones
-        cts = self._pool.encrypt([scaled])
+        cts = self._pool.encrypt(self._masks.apply([scaled], sub.exchange_id, "weight"))
         summed = self._exchange(sub, "weight", cipher.to_wire(self.public, cts), 1, stats)
+        if summed[0] >= 1 << 63:   # masks that do not cancel leave a value uniform mod n: never a sample count
+            raise LungError(f"Secure aggregation failed: the decrypted total weight of {tag!r} is not a sample count, "
+                            f"so the pairwise masks did not cancel: two sites hold different seeds for their pair "
+                            f"(a relayed Diffie-Hellman public value was replaced?). Compare the 'pairwise mask seed "
+                            f"fingerprints' each site logged")
         total = summed[0] / 1000.0
         if not total > 0:
             raise LungError(f"Secure aggregation failed: total weight of {tag!r} is {total}")

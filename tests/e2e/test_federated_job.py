@@ -328,19 +328,27 @@ def test_predict_job_loads_the_trained_model(flow, trained, bound):
 
 
 @pytest.fixture(scope="module")
-def one_round(flow, bound, tmp_path_factory) -> dict[str, dict]:
-    """One round from the same seed with Paillier and with plaintext aggregation: job ids and final models."""
+def one_round(flow, bound, wire_tap, tmp_path_factory) -> dict[str, dict]:
+    """One round from the same seed with Paillier, with Paillier whose masks the wiretap's test-only switch turns
+    off (``paillier_unmasked``), and with plaintext aggregation: job ids and final models."""
     client = flow.client()
     jobs = {}
-    for aggregation in ("paillier", "plaintext"):
+    for run in ("paillier", "paillier_unmasked", "plaintext"):
+        aggregation = "plaintext" if run == "plaintext" else "paillier"
         conf = copy.deepcopy(bound)
         conf["parameters"]["common"]["trainer"].update(rounds=1, aggregation=aggregation,
                                                        allow_plaintext=aggregation == "plaintext")
-        job_id, status = _run(flow, conf)
+        switch = wire_tap / "masking_off"    # the wiretap's test-only switch (hooks/fate_lung_wiretap.py)
+        if run == "paillier_unmasked":
+            switch.touch()
+        try:
+            job_id, status = _run(flow, conf)
+        finally:
+            switch.unlink(missing_ok=True)
         assert status == "success", runner.failure_reason(client, job_id, Path(flow.home))
         response = client.output.download_model(job_id=job_id, role="guest", party_id="9999", task_name="trainer",
-                                                path=str(tmp_path_factory.mktemp(aggregation)))
-        jobs[aggregation] = {"job_id": job_id, "model": load_model(Path(response["directory"]))[0].state_dict()}
+                                                path=str(tmp_path_factory.mktemp(run)))
+        jobs[run] = {"job_id": job_id, "model": load_model(Path(response["directory"]))[0].state_dict()}
     return jobs
 
 
@@ -419,6 +427,135 @@ def test_wire_capture_shows_no_secret_key_and_no_plaintext_update_crossing(wire_
     assert len(plain_updates) == 3
     for update in plain_updates:
         assert any(probe in plain_to_arbiter for probe in _update_probes(update))
+
+
+def test_masked_and_unmasked_paillier_rounds_give_the_same_model_bit_for_bit(one_round):
+    masked, unmasked = one_round["paillier"]["model"], one_round["paillier_unmasked"]["model"]
+    assert list(masked) == list(unmasked)
+    differing = [name for name in masked if not (masked[name] == unmasked[name]).all()]
+    assert not differing, differing
+
+
+_SPLIT = "__table_persistent_split__"   # FATE's name for a large message's slices (fate/arch/federation/api/_serdes.py)
+
+
+def _ciphertexts_to_arbiter(wire: list[dict]) -> list[dict]:
+    """Every Paillier ciphertext message a site pushed to the arbiter, parsed from the recorded wire bytes:
+    FATE sends a small message as one byte 0 then its pickle, a large one as slices of its pickle (recorded
+    reassembled, under the name + _SPLIT) announced by a header starting with byte 1."""
+    found = []
+    for record in wire:
+        if not any(role == "arbiter" for role, _ in record["dst"]):
+            continue
+        name, data = record["name"], record["data"]
+        if name.endswith(_SPLIT):
+            name, payload = name[:-len(_SPLIT)], data
+        elif data[:1] == b"\x00":
+            payload = data[1:]
+        else:
+            continue            # a split header: its slices are the record above or below
+        if name not in ("values_cipher", "weight_cipher"):
+            continue
+        count, blob = pickle.loads(payload)
+        found.append({"src": record["src"], "name": name, "tag": record["tag"].rsplit(".", 1)[-1], "count": count,
+                      "blob": blob})
+    return found
+
+
+def _colluding_decryption(wire_tap: Path, job_id: str) -> dict:
+    """What the guest (it holds the secret key) decrypts from every ciphertext the arbiter received in one job."""
+    from types import SimpleNamespace
+
+    from fate_components.secure_agg import cipher
+
+    wire, _, _, site_pids = _wire_of(wire_tap, job_id)
+    (secret,) = _tapped(wire_tap, "secrets", pids=site_pids)
+    public = SimpleNamespace(n=secret["n"], n_square=secret["n"] ** 2, ciphertext_bytes=512)
+    decryptor = cipher.Decryptor(public, SimpleNamespace(p=secret["p"], q=secret["q"]))
+    messages = _ciphertexts_to_arbiter(wire)
+    for m in messages:
+        m["cts"] = cipher.from_wire(public, m["blob"], m["count"], f"{m['src']}")
+        m["plain"] = decryptor.decrypt(m["cts"])
+    updates = {}
+    for u in _tapped(wire_tap, "updates", pids=site_pids):
+        updates.setdefault(u["tag"], {})[u["pid"]] = u
+    return {"messages": messages, "updates": updates, "public": public, "decryptor": decryptor, "wire": wire}
+
+
+def _site_of(wire: list[dict], pid: int) -> tuple[str, str]:
+    return next(r["src"] for r in wire if r["pid"] == pid)
+
+
+def _windows_recovered(codes: np.ndarray, values: np.ndarray, fraction: float, spec) -> tuple[int, int]:
+    """(aligned 8-value windows of `values` that the slot codes give back within one site's fixed-point error, of)"""
+    decoded = codes[:values.size] / 2.0 ** spec.precision_bits / fraction - spec.clip
+    expected = np.clip(values.astype(np.float64), -spec.clip, spec.clip)
+    close = np.abs(decoded - expected) <= 2.0 ** -spec.precision_bits / fraction
+    starts = range(0, values.size - 7, 8)
+    return int(sum(close[i:i + 8].all() for i in starts)), len(starts)
+
+
+def _found_anywhere(codes: np.ndarray, window: np.ndarray, fraction: float, spec) -> bool:
+    """Whether an 8-value window appears at any offset of the decoded slots, within one site's fixed-point error."""
+    decoded = codes / 2.0 ** spec.precision_bits / fraction - spec.clip
+    tol = 2.0 ** -spec.precision_bits / fraction
+    hits = np.flatnonzero(np.abs(decoded[:decoded.size - 7] - window[0]) <= tol)
+    return any(np.all(np.abs(decoded[i:i + 8] - window) <= tol) for i in hits)
+
+
+@pytest.mark.parametrize("run", ["paillier", "paillier_unmasked"])
+def test_a_colluding_hospital_with_the_secret_key_reads_no_host_update_off_the_arbiter(wire_tap, one_round, run):
+    """The guest (it holds the secret key) decrypts every ciphertext the arbiter received from each host, parsed from
+    the wire bytes: masked, none gives back a window of the host's update; the control (masks switched off by the
+    wiretap's test-only switch) gives back all of it. Either way the sum of all sites decrypts to the mean."""
+    from fate_components.secure_agg.packing import PackingSpec, decode_sum, unpack
+
+    masked = run == "paillier"
+    seen = _colluding_decryption(wire_tap, one_round[run]["job_id"])
+    spec = PackingSpec.for_key(2048, precision_bits=20, clip=8.0, max_sites=3)   # what the sites pack with
+    messages, updates, wire = seen["messages"], seen["updates"], seen["wire"]
+    assert sorted((m["src"][0], m["name"], m["tag"]) for m in messages) == sorted(
+        (role, name, tag) for role in ("guest", "host", "host") for name in ("values_cipher", "weight_cipher")
+        for tag in ("model", "val_loss"))
+    assert {tag: len(by_pid) for tag, by_pid in updates.items()} == {"model": 3, "val_loss": 3}
+    for tag, by_pid in updates.items():
+        total = sum(u["weight"] for u in by_pid.values())
+        sites = {_site_of(wire, pid): u for pid, u in by_pid.items()}
+        for m in (m for m in messages if m["tag"] == tag and m["src"][0] == "host"):
+            update = sites[m["src"]]
+            fraction = update["weight"] / total
+            if m["name"] == "weight_cipher":
+                assert (m["plain"] == [round(update["weight"] * 1000)]) is not masked, (tag, m["src"])
+                continue
+            values = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in update["arrays"]])
+            codes = unpack(m["plain"], m["count"] * spec.slots_per_plaintext, spec)
+            recovered, windows = _windows_recovered(codes, values, fraction, spec)
+            assert windows > 0 or values.size < 8
+            assert recovered == (0 if masked else windows), (tag, m["src"], recovered, windows)
+            first = codes[0] / 2.0 ** spec.precision_bits / fraction - spec.clip   # one value (the loss: only one)
+            assert (abs(first - np.clip(values[0], -spec.clip, spec.clip)) <= 2.0 ** -spec.precision_bits / fraction
+                    ) is not masked, (tag, m["src"], first, values[0])
+            if masked:
+                # ... nor at any offset, from a few places in each tensor, nor as bytes in any encoding the wire
+                # test searches for (the plaintext integers as bytes, the decoded values as float32 and float64)
+                starts = sorted({0, values.size // 2 - 4, values.size - 8}) if values.size >= 8 else []
+                for start in starts:
+                    assert not _found_anywhere(codes, values[start:start + 8], fraction, spec), (tag, start)
+                decoded = codes / 2.0 ** spec.precision_bits / fraction - spec.clip
+                haystack = b"".join(x.to_bytes(256, "big") + x.to_bytes(256, "little") for x in m["plain"])
+                haystack += decoded.astype(np.float32).tobytes() + decoded.tobytes() + (decoded * update[
+                    "weight"]).tobytes()
+                assert not [p for p in _update_probes(update) if p in haystack], (tag, m["src"])
+        # The arbiter's product of all three sites' values ciphertexts decrypts to the plaintext weighted mean
+        cts = [m["cts"] for m in messages if m["tag"] == tag and m["name"] == "values_cipher"]
+        n2 = seen["public"].n_square
+        product = [a * b % n2 * c % n2 for a, b, c in zip(*cts)]
+        n_values = sum(np.asarray(a).size for a in next(iter(by_pid.values()))["arrays"])
+        mean = decode_sum(unpack(seen["decryptor"].decrypt(product), n_values, spec), spec)
+        expected = sum(u["weight"] * np.clip(np.concatenate([np.asarray(a, dtype=np.float64).ravel()
+                                                             for a in u["arrays"]]), -spec.clip, spec.clip)
+                       for u in by_pid.values()) / total
+        assert np.max(np.abs(mean - expected)) <= PackingSpec().max_abs_error, tag
 
 
 def test_plaintext_aggregation_is_refused_unless_allowed(flow, bound):

@@ -158,7 +158,8 @@ def test_hosts_talk_only_to_the_guest_and_the_arbiter_which_sees_no_secret():
     assert pairs == {(GUEST, HOST_B), (GUEST, HOST_C), (HOST_B, GUEST), (HOST_C, GUEST),
                      *((s, ARBITER) for s in SITES), *((ARBITER, s) for s in SITES)}
     assert {m.name for m in fed.messages if m.receiver == ARBITER} == {"public_key", "weight_cipher", "values_cipher"}
-    assert {m.name for m in fed.between(HOST_B, GUEST)} == {"dh_public_reply", "weight_plain", "values_plain"}
+    assert {m.name for m in fed.between(HOST_B, GUEST)} == {"dh_public_reply", "mask_dh_public", "weight_plain",
+                                                           "values_plain"}
     # ... and no factor of the key crosses the wire in the clear
     secret = results[GUEST][0]._secret
     assert results[HOST_C][0]._secret.p in (secret.p, secret.q)

@@ -7,7 +7,9 @@ With FATE_LUNG_WIRE_TAP set to a directory, this one records there:
             are recorded reassembled);
   secrets/  each Paillier key pair a guest generates (so a test can search the wire for it);
   updates/  each site's plaintext update as it enters the aggregator.
-It is a spy, not a mock: every call goes through to the real code unchanged.
+It is a spy, not a mock: every call goes through to the real code unchanged. One test-only switch:
+while a file named `masking_off` exists in the tap directory, the sites send their Paillier
+plaintexts unmasked (the positive control of the collusion test); there is no such option for users.
 """
 import importlib.abc
 import itertools
@@ -72,7 +74,23 @@ def _tap_client(class_name: str):
     return patch
 
 
+MASKING_OFF = "masking_off"
+
+
+def _tap_masking(module) -> None:
+    cls = module.PairwiseMasks
+    apply = cls.apply
+
+    def apply_unless_switched_off(self, plaintexts, exchange_id, name):
+        if os.path.exists(os.path.join(TAP, MASKING_OFF)):
+            return list(plaintexts)
+        return apply(self, plaintexts, exchange_id, name)
+
+    cls.apply = apply_unless_switched_off
+
+
 _PATCHES = {
+    "fate_components.secure_agg.masking": _tap_masking,
     "fate.arch.federation.backends.standalone._federation": _tap_federation,
     "fate_components.secure_agg.keys": _tap_keygen,
     "fate_components.secure_agg.protocol": _tap_client("PaillierClient"),
