@@ -31,6 +31,7 @@ def dicom_site(tmp_path, make_volume):
     return tmp_path / "site", paths
 
 
+@pytest.mark.bad_input('DICOM slice whose pixel data are cut short', 'corrupt DICOM slice (pixel data cannot be decoded')
 def test_truncated_slice_is_a_corrupt_slice_naming_the_file(dicom_site):
     # Prepare
     site, paths = dicom_site
@@ -43,6 +44,7 @@ def test_truncated_slice_is_a_corrupt_slice_naming_the_file(dicom_site):
     assert SECRET_PATIENT not in str(info.value)
 
 
+@pytest.mark.bad_input('DICOM slice cut inside its header', 'corrupt DICOM slice')
 def test_slice_cut_in_its_header_is_corrupt_too(dicom_site):
     site, paths = dicom_site
     paths[4].write_bytes(paths[4].read_bytes()[:300])
@@ -50,6 +52,7 @@ def test_slice_cut_in_its_header_is_corrupt_too(dicom_site):
         read_dicom_series(paths[0].parent)
 
 
+@pytest.mark.bad_input('a .dcm file that is not DICOM', 'extra.dcm: corrupt DICOM slice')
 def test_dcm_file_that_is_not_dicom_is_an_error_not_skipped(dicom_site):
     site, paths = dicom_site
     (paths[0].parent / "extra.dcm").write_text("not an image")
@@ -57,6 +60,7 @@ def test_dcm_file_that_is_not_dicom_is_an_error_not_skipped(dicom_site):
         read_dicom_series(paths[0].parent)
 
 
+@pytest.mark.bad_input('DICOM series with a slice missing', 'missing slice between z=-122.5 mm and z=-117.5 mm (gap 5.0 mm, expected 2.5 mm)')
 def test_missing_slice_reports_the_gap(dicom_site):
     # Prepare
     site, paths = dicom_site
@@ -68,6 +72,7 @@ def test_missing_slice_reports_the_gap(dicom_site):
         read_dicom_series(paths[0].parent)
 
 
+@pytest.mark.bad_input('two DICOM slices at one position', '; remove the duplicate file')
 def test_duplicate_slice_position_names_both_files(dicom_site):
     site, paths = dicom_site
     shutil.copy(paths[3], paths[0].parent / "COPY")
@@ -76,6 +81,7 @@ def test_duplicate_slice_position_names_both_files(dicom_site):
         read_dicom_series(paths[0].parent)
 
 
+@pytest.mark.bad_input('DICOM series that is not CT', "modality is 'MR', expected 'CT'")
 def test_non_ct_modality(dicom_site):
     # Prepare
     site, paths = dicom_site
@@ -89,6 +95,7 @@ def test_non_ct_modality(dicom_site):
         read_dicom_series(paths[0].parent)
 
 
+@pytest.mark.bad_input('DICOM slices of one series with different orientations', 'inconsistent series: case_017/IM0007 has ImageOrientationPatient')
 def test_inconsistent_orientation_within_a_series(dicom_site):
     site, paths = dicom_site
     ds = pydicom.dcmread(paths[6])
@@ -99,6 +106,7 @@ def test_inconsistent_orientation_within_a_series(dicom_site):
         read_dicom_series(paths[0].parent)
 
 
+@pytest.mark.bad_input('scan folder without DICOM slices', 'no DICOM slices found (1 non-DICOM file(s) skipped')
 def test_empty_folder(tmp_path):
     (tmp_path / "case_001").mkdir()
     (tmp_path / "case_001" / "readme.txt").write_text("nothing here")
@@ -106,6 +114,7 @@ def test_empty_folder(tmp_path):
         read_dicom_series(tmp_path / "case_001")
 
 
+@pytest.mark.bad_input('seriesuid in candidates.csv without a scan', 'has no scan under scans/')
 def test_seriesuid_without_scan(dicom_site):
     site, _ = dicom_site
     with pytest.raises(MissingScanError, match=r"^candidates\.csv: seriesuid 1\.3\.6\.1\.9 has no scan under scans/ "
@@ -113,6 +122,7 @@ def test_seriesuid_without_scan(dicom_site):
         read_scan(site, "1.3.6.1.9")
 
 
+@pytest.mark.bad_input('candidate outside its scan', 'is outside the scan scans/case_017/, whose world bounds are')
 def test_candidate_outside_the_volume(dicom_site):
     # Prepare
     site, _ = dicom_site
@@ -133,6 +143,7 @@ def test_wrong_csv_header(tmp_path):
         read_candidates(tmp_path / "candidates.csv")
 
 
+@pytest.mark.bad_input('two scans with one seriesuid', 'two scans with seriesuid 1.2.3.17')
 def test_two_scans_with_the_same_seriesuid(dicom_site, make_volume):
     site, _ = dicom_site
     write_metaimage(make_volume(), site / "scans" / "1.2.3.17.mhd")
@@ -141,6 +152,7 @@ def test_two_scans_with_the_same_seriesuid(dicom_site, make_volume):
         index_scans(site)
 
 
+@pytest.mark.bad_input('site directory without scans/', 'scans/: folder not found in the site directory')
 def test_no_scans_folder(tmp_path):
     with pytest.raises(LungError, match=r"^scans/: folder not found in the site directory"):
         index_scans(tmp_path)

@@ -144,6 +144,7 @@ def _payload(preset: str) -> dict:
             "schedule": {"rounds": 5, "aggregation": "paillier"}, "dp_error": None, "device_error": None}
 
 
+@pytest.mark.bad_input('sites cutting patches with different presets', 'patch/normalisation settings differ')
 def test_sites_on_different_presets_stop_every_party_naming_the_sites_and_both_presets():
     # Prepare: hospital_c cut its patches with the seed's preset
     fed = MemoryFederation()
@@ -168,6 +169,7 @@ def test_sites_on_the_same_preset_pass_the_check():
     assert results == dict.fromkeys((*NAMES, ARBITER))
 
 
+@pytest.mark.bad_input("test data cut with another preset than the model's training data", 'but the model was trained on')
 def test_test_data_cut_with_another_preset_than_the_model_are_refused_naming_both():
     # Prepare: a model trained on 64mm_48 patches; test data cut with a custom 64 mm at 48³ but another HU window
     model_spec = preset_spec("64mm_48").to_dict()
