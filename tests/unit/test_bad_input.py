@@ -31,7 +31,8 @@ def dicom_site(tmp_path, make_volume):
     return tmp_path / "site", paths
 
 
-@pytest.mark.bad_input('DICOM slice whose pixel data are cut short', 'corrupt DICOM slice (pixel data cannot be decoded')
+@pytest.mark.bad_input('DICOM slice whose pixel data are cut short',
+                       'corrupt DICOM slice (pixel data cannot be decoded')
 def test_truncated_slice_is_a_corrupt_slice_naming_the_file(dicom_site):
     # Prepare
     site, paths = dicom_site
@@ -60,7 +61,8 @@ def test_dcm_file_that_is_not_dicom_is_an_error_not_skipped(dicom_site):
         read_dicom_series(paths[0].parent)
 
 
-@pytest.mark.bad_input('DICOM series with a slice missing', 'missing slice between z=-122.5 mm and z=-117.5 mm (gap 5.0 mm, expected 2.5 mm)')
+@pytest.mark.bad_input('DICOM series with a slice missing',
+                       'missing slice between z=-122.5 mm and z=-117.5 mm (gap 5.0 mm, expected 2.5 mm)')
 def test_missing_slice_reports_the_gap(dicom_site):
     # Prepare
     site, paths = dicom_site
@@ -95,7 +97,8 @@ def test_non_ct_modality(dicom_site):
         read_dicom_series(paths[0].parent)
 
 
-@pytest.mark.bad_input('DICOM slices of one series with different orientations', 'inconsistent series: case_017/IM0007 has ImageOrientationPatient')
+@pytest.mark.bad_input('DICOM slices of one series with different orientations',
+                       'inconsistent series: case_017/IM0007 has ImageOrientationPatient')
 def test_inconsistent_orientation_within_a_series(dicom_site):
     site, paths = dicom_site
     ds = pydicom.dcmread(paths[6])

@@ -169,7 +169,8 @@ def test_sites_on_the_same_preset_pass_the_check():
     assert results == dict.fromkeys((*NAMES, ARBITER))
 
 
-@pytest.mark.bad_input("test data cut with another preset than the model's training data", 'but the model was trained on')
+@pytest.mark.bad_input("test data cut with another preset than the model's training data",
+                       'but the model was trained on')
 def test_test_data_cut_with_another_preset_than_the_model_are_refused_naming_both():
     # Prepare: a model trained on 64mm_48 patches; test data cut with a custom 64 mm at 48³ but another HU window
     model_spec = preset_spec("64mm_48").to_dict()
