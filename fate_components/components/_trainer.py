@@ -308,11 +308,11 @@ def predict_site(ctx, test_data, input_model, predictions, inference_precision: 
     model.to(resolve_device(device))   # no federation in predict: a device that is not there fails here
     dataset = PatchDataset(Path(test_data.get_directory()))
     check_same_patch_spec(dataset.summary["patch_spec"], meta["patch_spec"])
-    n = _write_predictions(model, dataset, predictions, inference_precision)
+    precision = resolve_inference_precision(inference_precision, model_device(model))   # what "auto" means here
+    n = _write_predictions(model, dataset, predictions, precision)
     _metrics.log_summary(ctx, "predict_summary", {"candidates_scored": n, "model_site_name": meta.get("site_name"),
                                                   "model_rounds_trained": len(meta.get("history", [])),
-                                                  "inference_precision": resolve_inference_precision(
-                                                      inference_precision, model_device(model))})
+                                                  "inference_precision": precision})
 
 
 def require_predict_io(test_data, predictions) -> None:

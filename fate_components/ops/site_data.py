@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fate_components.core.data.candidates import read_candidates
-from fate_components.core.data.site_tables import findings_problems, missing_scan_error, read_findings
+from fate_components.core.data.site_tables import findings_problems, findings_without_scans, read_findings
 from fate_components.core.errors import LungError
 from fate_components.core.imaging.patches import outside_scan_error
 from fate_components.core.imaging.scans import index_scans, read_scan
@@ -62,12 +62,10 @@ def check_site(site_root: Path) -> SiteCheck:
     by_scan: dict[str, list] = {}
     for c in candidates:
         by_scan.setdefault(c.seriesuid, []).append(c)
-    n_scans = len(set(index.values()))
-    for shown, rows in findings.items():   # a scan named only by annotations is read (and checked) too
+    report.problems += [str(error) for _, _, error in findings_without_scans(findings, index)]
+    for rows in findings.values():   # a scan named only by annotations is read (and checked) too
         for a in rows:
-            if a.seriesuid not in index:
-                report.problems.append(str(missing_scan_error(shown, a, n_scans)))
-            else:
+            if a.seriesuid in index:
                 by_scan.setdefault(a.seriesuid, [])
     for seriesuid, cands in by_scan.items():
         try:

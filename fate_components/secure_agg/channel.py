@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from fate_components.core.errors import LungError
 
-__all__ = ["Channel", "FederationError", "SiteAddress"]
+__all__ = ["Channel", "FederationError", "SiteAddress", "own_site_index"]
 
 
 class FederationError(LungError):
@@ -82,3 +82,14 @@ class Channel(Protocol):
         ...
 
     def from_party(self, rank: int, name: str) -> Any: ...
+
+
+def own_site_index(channel: Channel) -> int:
+    """This party's position in `channel.sites` (the guest is 0); LungError for a party that is not a site."""
+    if channel.is_guest:
+        return 0
+    for i, site in enumerate(channel.sites):
+        if site.role == "host" and site.party_id == channel.party_id:
+            return i
+    raise LungError(f"Secure aggregation failed: party {channel.party_id} is not among the sites "
+                    f"{[s.label for s in channel.sites]}")

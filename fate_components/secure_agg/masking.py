@@ -19,23 +19,12 @@ from dataclasses import dataclass
 
 from fate_components.core.errors import LungError
 
-from .channel import Channel, SiteAddress
+from .channel import Channel, SiteAddress, own_site_index
 
 __all__ = ["MASK_TAG", "PairwiseMasks", "agree_pair_seeds"]
 
 MASK_TAG = "paillier_masks"
 _OVERSAMPLE_BYTES = 16   # 128 extra bits per mask: reduced mod n, its bias is below 2**-128
-
-
-def _site_index(channel: Channel) -> int:
-    sites = channel.sites
-    if channel.is_guest:
-        return 0
-    for i, site in enumerate(sites):
-        if site.role == "host" and site.party_id == channel.party_id:
-            return i
-    raise LungError(f"Secure aggregation failed: party {channel.party_id} is not among the sites "
-                    f"{[s.label for s in sites]}")
 
 
 def agree_pair_seeds(channel: Channel) -> dict[int, bytes]:
@@ -50,7 +39,7 @@ def agree_pair_seeds(channel: Channel) -> dict[int, bytes]:
 
     sub = channel.sub(MASK_TAG)
     sites = sub.sites
-    me = _site_index(sub)
+    me = own_site_index(sub)
     mine = {j: DiffieHellman() for j in range(len(sites)) if j != me}
     publics = {j: dh.get_public_key() for j, dh in mine.items()}
     if me == 0:
@@ -94,7 +83,7 @@ class PairwiseMasks:
     @classmethod
     def agree(cls, channel: Channel, n: int) -> "PairwiseMasks":
         """Agree on the pair seeds over `channel` (every site calls this at the same step) for modulus `n`."""
-        return cls(channel.sites, _site_index(channel), agree_pair_seeds(channel), n)
+        return cls(channel.sites, own_site_index(channel), agree_pair_seeds(channel), n)
 
     @property
     def fingerprints(self) -> dict[str, str]:

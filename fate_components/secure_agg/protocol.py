@@ -34,7 +34,7 @@ from fate_components.core.errors import ConfigError, LungError, reject_unknown_o
 
 from . import cipher
 from ._obfuscation_worker import public_base
-from .channel import Channel, SiteAddress
+from .channel import Channel, SiteAddress, own_site_index
 from .keys import PublicKey, SecretKey, check_key_bits, generate_keypair, seal, unseal
 from .masking import PairwiseMasks
 from .packing import PackingSpec, decode_sum, encode_weighted, pack, unpack
@@ -148,8 +148,7 @@ class PaillierClient:
                     ", ".join(f"with {label}: {fp}" for label, fp in self._masks.fingerprints.items()))
         self._spec = PackingSpec.for_key(public.key_bits, precision_bits=self.options.precision_bits,
                                          clip=self.options.clip, max_sites=max(2, len(channel.sites)))
-        guest, *hosts = channel.sites
-        me = guest if channel.is_guest else next(h for h in hosts if h.party_id == channel.party_id)
+        me = channel.sites[own_site_index(channel)]
         self.workers = resolve_workers(self.options.workers, colocated_sites)
         self._pool = PaillierPool(public, secret, h_n, workers=self.workers, site=me.label)
         return self

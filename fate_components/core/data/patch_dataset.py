@@ -26,7 +26,7 @@ import numpy as np
 
 from fate_components.core.data.candidates import Annotation, Candidate, read_candidates
 from fate_components.core.data.patch_file import PatchFile
-from fate_components.core.data.site_tables import findings_problems, missing_scan_error, read_findings
+from fate_components.core.data.site_tables import findings_problems, findings_without_scans, read_findings
 from fate_components.core.errors import ConfigError, LungError, MissingScanError, ScanReadError, display_path
 from fate_components.core.imaging.patches import PatchSpec, extract_patches, outside_scan_error
 from fate_components.core.imaging.scans import index_scans, read_scan
@@ -203,13 +203,10 @@ def _skip_finding(report: ReadReport, error: LungError, shown: str, finding: Ann
 def _check_findings_have_scans(findings: dict[str, list[Annotation]], index: dict[str, Path], on_bad_scan: str,
                                report: ReadReport) -> None:
     """Annotation rows whose seriesuid has no scan: raise the first, or report each (site_tables' rule)."""
-    n_scans = len(set(index.values()))
-    for shown, rows in findings.items():
-        for finding in (a for a in rows if a.seriesuid not in index):
-            error = missing_scan_error(shown, finding, n_scans)
-            if on_bad_scan == "raise":
-                raise error
-            _skip_finding(report, error, shown, finding, "missing scan")
+    for shown, finding, error in findings_without_scans(findings, index):
+        if on_bad_scan == "raise":
+            raise error
+        _skip_finding(report, error, shown, finding, "missing scan")
 
 
 def _why_empty(report: ReadReport, selected: list[Candidate], mode: str, negative_ratio: float) -> str:

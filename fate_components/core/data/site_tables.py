@@ -19,9 +19,11 @@ import numpy as np
 
 from fate_components.core.data.candidates import Annotation, read_annotations
 from fate_components.core.errors import CoordinateOutOfVolumeError, MissingScanError, display_path
+from fate_components.core.imaging.patches import outside_scan_error as patch_outside_scan_error
 from fate_components.core.imaging.volume import Volume
 
-__all__ = ["FINDING_FILES", "read_findings", "missing_scan_error", "outside_scan_error", "findings_problems"]
+__all__ = ["FINDING_FILES", "read_findings", "missing_scan_error", "outside_scan_error", "findings_without_scans",
+           "findings_problems"]
 
 # (file name, may hold LUNA16's -1 "size unknown" diameter, what one row is)
 FINDING_FILES = (("annotations.csv", False, "nodule"), ("annotations_excluded.csv", True, "finding"))
@@ -49,12 +51,17 @@ def missing_scan_error(shown: str, finding: Annotation, n_scans: int) -> Missing
 
 
 def outside_scan_error(shown: str, finding: Annotation, volume: Volume) -> CoordinateOutOfVolumeError:
-    x, y, z = finding.world_xyz_mm
-    return CoordinateOutOfVolumeError(
-        f"{shown}: line {finding.row}: {_what(shown)} ({x:.1f}, {y:.1f}, {z:.1f}) mm of seriesuid "
-        f"{finding.seriesuid} is outside the scan {volume.source or '?'}, whose world bounds are "
-        f"{volume.describe_bounds()}; check the coordinates are world mm (not voxel indices) in LPS and that "
-        f"the row names the right seriesuid")
+    """The reader's message for a candidate outside its scan (imaging/patches.py), worded for this row."""
+    return patch_outside_scan_error(volume, finding.world_xyz_mm, where=f"{shown}: line {finding.row}: ",
+                                    what=_what(shown), hint=" and that the row names the right seriesuid")
+
+
+def findings_without_scans(findings: dict[str, list[Annotation]],
+                           index: dict[str, Path]) -> list[tuple[str, Annotation, MissingScanError]]:
+    """(file, row, error) for the rows whose seriesuid has no scan in `index`, in file then line order."""
+    n_scans = len(set(index.values()))
+    return [(shown, a, missing_scan_error(shown, a, n_scans))
+            for shown, rows in findings.items() for a in rows if a.seriesuid not in index]
 
 
 def findings_problems(findings: dict[str, list[Annotation]], seriesuid: str,

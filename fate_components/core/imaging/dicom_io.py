@@ -161,9 +161,14 @@ def dicom_series_in(directory: Path, site_root: Path | None = None) -> dict[str,
     Corrupt files are left out here; reading the series reports them.
     """
     slices, _ = _read_headers(directory, site_root, with_pixels=False, tolerant=True)
-    groups: dict[str, list[Path]] = defaultdict(list)
+    return {uid: [s.path for s in group] for uid, group in _group_by_series(slices, directory).items()}
+
+
+def _group_by_series(slices: list[_Slice], directory: Path) -> dict[str, list[_Slice]]:
+    """Series key (SeriesInstanceUID, else the folder name) -> its slices, in file order."""
+    groups: dict[str, list[_Slice]] = defaultdict(list)
     for s in slices:
-        groups[_series_key(s.ds, directory)].append(s.path)
+        groups[_series_key(s.ds, directory)].append(s)
     return dict(groups)
 
 
@@ -214,9 +219,7 @@ def read_dicom_series(directory: Path, *, series_uid: str | None = None, site_ro
             f" ({len(skipped)} non-DICOM file(s) skipped, e.g. {skipped[0]})" if skipped else "") +
             "; put one series of CT slices (.dcm or DICOM files without extension) in this folder")
 
-    groups: dict[str, list[_Slice]] = defaultdict(list)
-    for s in slices:
-        groups[_series_key(s.ds, directory)].append(s)
+    groups = _group_by_series(slices, directory)
     if series_uid is not None:
         if series_uid not in groups:
             raise ScanReadError(f"{where}: series {series_uid} not found (found {_describe_series(groups)})")
@@ -248,10 +251,7 @@ def _describe_series(groups: dict[str, list[_Slice]]) -> str:
 def describe_dicom_folder(directory: Path, site_root: Path | None = None) -> str:
     """The series of a folder with their slice counts, from headers only, for messages."""
     slices, _ = _read_headers(Path(directory), site_root, with_pixels=False, tolerant=True)
-    groups: dict[str, list[_Slice]] = defaultdict(list)
-    for s in slices:
-        groups[_series_key(s.ds, Path(directory))].append(s)
-    return _describe_series(groups)
+    return _describe_series(_group_by_series(slices, Path(directory)))
 
 
 def _functional_group(ds: Dataset, frame_groups: Dataset | None, sequence: str, keyword: str):

@@ -17,9 +17,18 @@ _BYTES_PER_ELEMENT = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT
 _UNSIGNED = {"MET_UCHAR", "MET_USHORT", "MET_UINT", "MET_ULONG", "MET_ULONG_LONG"}
 
 
+_HEAD_BYTES = 65536   # a MetaImage header is a few hundred bytes; a .mha's voxels follow it in the same file
+
+
+def _head(path: Path) -> bytes:
+    """The file's first bytes, where the header is (reading a whole .mha would read every voxel)."""
+    with open(path, "rb") as f:
+        return f.read(_HEAD_BYTES)
+
+
 def _header(path: Path, shown: str) -> dict[str, str]:
     try:
-        text = path.read_bytes()[:65536].decode("latin-1")
+        text = _head(path).decode("latin-1")
     except OSError as exc:
         raise ScanReadError(f"{shown}: cannot read MetaImage header ({exc.strerror})") from exc
     fields = {}
@@ -34,7 +43,7 @@ def _header(path: Path, shown: str) -> dict[str, str]:
 
 def _header_bytes(path: Path) -> int:
     """Length of the text header of a .mha (ElementDataFile = LOCAL): the voxels start after its line."""
-    head = path.read_bytes()[:65536]
+    head = _head(path)
     at = head.find(b"ElementDataFile")
     end = head.find(b"\n", at)
     return len(head) if at < 0 or end < 0 else end + 1
@@ -87,10 +96,10 @@ def _check_data_file(path: Path, shown: str, site_root: Path | None) -> dict[str
 def _hu_fix(fields: dict[str, str]) -> str:
     element = fields.get("ElementType", "?")
     if element in _UNSIGNED:
+        span = 1 << (8 * _BYTES_PER_ELEMENT[element])   # an unsigned type's 2^bits: -1000 is stored as span - 1000
         return (f"ElementType is {element} (unsigned), so HU below 0 wrapped around (air -1000 reads as "
-                f"{(1 << (8 * _BYTES_PER_ELEMENT[element])) - 1000}); convert the scan to signed HU "
-                f"(ElementType MET_SHORT, air -1000), e.g. subtract {1 << (8 * _BYTES_PER_ELEMENT[element])} "
-                f"from values above {(1 << (8 * _BYTES_PER_ELEMENT[element] - 1)) - 1}")
+                f"{span - 1000}); convert the scan to signed HU (ElementType MET_SHORT, air -1000), e.g. subtract "
+                f"{span} from values above {span // 2 - 1}")
     return (f"the voxels (ElementType {element}) must be HU, air -1000 and water 0; if air reads near 0 the "
             f"scanner offset (usually 1024) was not subtracted: convert the scan to HU first")
 

@@ -76,14 +76,17 @@ def _grid_offsets(spec: PatchSpec) -> np.ndarray:
     return (np.arange(spec.size_voxels, dtype=np.float64) - (spec.size_voxels - 1) / 2.0) * spec.voxel_mm
 
 
-def outside_scan_error(volume: Volume, center_world_mm, row: int | None = None) -> CoordinateOutOfVolumeError:
-    """The error for a candidate centre outside the scan (`row` is its candidates.csv line)."""
+def outside_scan_error(volume: Volume, center_world_mm, row: int | None = None, *, where: str | None = None,
+                       what: str = "candidate", hint: str = "") -> CoordinateOutOfVolumeError:
+    """The error for a centre outside the scan: by default a candidate's (`row` is its candidates.csv line);
+    `where` (e.g. "annotations.csv: line 3: "), `what` and `hint` word it for the rows of other tables."""
     center = np.asarray(center_world_mm, dtype=np.float64).reshape(3)
-    where = f"candidates.csv line {row}: " if row is not None else ""
+    if where is None:
+        where = f"candidates.csv line {row}: " if row is not None else ""
     return CoordinateOutOfVolumeError(
-        f"{where}candidate ({center[0]:.1f}, {center[1]:.1f}, {center[2]:.1f}) mm of seriesuid "
+        f"{where}{what} ({center[0]:.1f}, {center[1]:.1f}, {center[2]:.1f}) mm of seriesuid "
         f"{volume.series_uid or '?'} is outside the scan {volume.source}, whose world bounds are "
-        f"{volume.describe_bounds()}; check the coordinates are world mm (not voxel indices) in LPS")
+        f"{volume.describe_bounds()}; check the coordinates are world mm (not voxel indices) in LPS{hint}")
 
 
 # The rule at the scan's faces, for both sampling paths, as SimpleITK's sitkLinear resampling does
