@@ -193,9 +193,8 @@ def held_out(work: Path, size: str, conf: dict, seed: int = 1, n_patients: int |
     """Patients of a new seed, dealt equally to the three scanner profiles, every candidate cut."""
     import numpy as np
 
-    from fate_components.core.data.candidates import read_annotations
     from fate_components.core.data.patch_dataset import PatchDataset, build_patch_dataset
-    from fate_components.core.evaluation.froc import Finding
+    from fate_components.core.evaluation.submission import load_findings
     from fate_components.core.synthetic.sites import generate_federation
 
     reader, spec = reader_spec(conf)
@@ -209,11 +208,8 @@ def held_out(work: Path, size: str, conf: dict, seed: int = 1, n_patients: int |
         xs.append(dataset.patches)
         ys.append(dataset.labels)
         scored_at += [(r.seriesuid, r.world_xyz_mm) for r in dataset.table]
-        nodules += [Finding(a.seriesuid, a.world_xyz_mm, a.diameter_mm)
-                    for a in read_annotations(site_dir / "annotations.csv")]
+        nodules += load_findings(site_dir / "annotations.csv", excluded=False)
         if (site_dir / "annotations_excluded.csv").is_file():
-            excluded += [Finding(a.seriesuid, a.world_xyz_mm, a.diameter_mm)
-                         for a in read_annotations(site_dir / "annotations_excluded.csv",
-                                                   allow_unknown_diameter=True)]
+            excluded += load_findings(site_dir / "annotations_excluded.csv", excluded=True)
         scans += sorted({r.seriesuid for r in dataset.table})
     return HeldOut(Stacked(xs), np.concatenate(ys), scored_at, nodules, scans, excluded)

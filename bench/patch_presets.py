@@ -99,10 +99,10 @@ def _score_heldout(model, heldout_dirs: dict, out: Path, spec, n_boot: int) -> t
     """Cut every held-out candidate, one hospital at a time, score and delete: (CPM, low, high, AUC, n, seconds)."""
     import numpy as np
 
-    from fate_components.core.data.candidates import read_annotations
     from fate_components.core.data.patch_dataset import PatchDataset, build_patch_dataset
     from fate_components.core.evaluation.auc import candidate_auc
-    from fate_components.core.evaluation.froc import Finding, Scored, bootstrap_cpm
+    from fate_components.core.evaluation.froc import Scored, bootstrap_cpm
+    from fate_components.core.evaluation.submission import load_findings
     from fate_components.core.learning.training import predict_proba
 
     scored, labels, probabilities, nodules, excluded, scans = [], [], [], [], [], set()
@@ -118,10 +118,8 @@ def _score_heldout(model, heldout_dirs: dict, out: Path, spec, n_boot: int) -> t
         labels.append(np.asarray(dataset.labels))
         probabilities.append(p)
         scans |= {r.seriesuid for r in dataset.table}
-        nodules += [Finding(a.seriesuid, a.world_xyz_mm, a.diameter_mm)
-                    for a in read_annotations(site_dir / "annotations.csv")]
-        excluded += [Finding(a.seriesuid, a.world_xyz_mm, a.diameter_mm)
-                     for a in read_annotations(site_dir / "annotations_excluded.csv", allow_unknown_diameter=True)]
+        nodules += load_findings(site_dir / "annotations.csv", excluded=False)
+        excluded += load_findings(site_dir / "annotations_excluded.csv", excluded=True)
         del dataset
         shutil.rmtree(target)
     cpm, low, high = bootstrap_cpm(scored, nodules, excluded=excluded, scans=sorted(scans), n_boot=n_boot, seed=0)

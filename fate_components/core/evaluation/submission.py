@@ -22,7 +22,8 @@ from fate_components.core.evaluation.froc import (
 
 SUBMISSION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
 
-__all__ = ["SUBMISSION_COLUMNS", "read_submission", "read_seriesuids", "evaluate_submission", "format_report"]
+__all__ = ["SUBMISSION_COLUMNS", "read_submission", "read_seriesuids", "load_findings", "evaluate_submission",
+           "format_report"]
 
 
 def read_submission(path: Path, *, split: str | None = None) -> list[Scored]:
@@ -77,7 +78,8 @@ def read_seriesuids(path: Path, *, shown: str | None = None) -> list[str]:
     return uids
 
 
-def _findings(path: Path | None, *, excluded: bool) -> list[Finding]:
+def load_findings(path: Path | None, *, excluded: bool) -> list[Finding]:
+    """The nodules (annotations.csv) or, with `excluded`, the excluded findings (-1 diameters allowed) of a file."""
     if path is None:
         return []
     return [Finding(a.seriesuid, a.world_xyz_mm, a.diameter_mm)
@@ -93,8 +95,8 @@ def evaluate_submission(submission: Path, annotations: Path | None, *, excluded:
     have a mark in the submission. `annotations` None means no nodule (every sensitivity then NaN).
     """
     scored = read_submission(submission, split=split)
-    nodules = _findings(annotations, excluded=False)
-    excl = _findings(excluded, excluded=True)
+    nodules = load_findings(annotations, excluded=False)
+    excl = load_findings(excluded, excluded=True)
     if scans is None:
         scans = sorted({s.seriesuid for s in scored})
     matched = match_scans(scored, nodules, excluded=excl, scans=scans, max_marks_per_scan=max_marks_per_scan)
