@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +22,16 @@ class Federation:
     conf: dict              # conf/lung_conf.json
     sites: list             # parsed sites, arbiter included
     site_dirs: dict[str, Path]
+
+
+@contextlib.contextmanager
+def bench_work(prefix: str) -> Iterator[Path]:
+    """A temporary work folder, removed at the end (a federation_pays run leaves about 11 GB of patches)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -25,16 +25,13 @@ bootstrap CI over scans, and AUC.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
-from _harness import held_out, model_dir, pool, run_job, site_datasets, standalone_federation, train_alone
+from _harness import bench_work, held_out, model_dir, pool, run_job, site_datasets, standalone_federation, train_alone
 
 
 def main(argv=None) -> int:
-    from fate_components.core.learning.model_io import load_model
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="luna16")
     parser.add_argument("--patients", type=int, default=45, help="patients over the three hospitals")
@@ -50,7 +47,13 @@ def main(argv=None) -> int:
     skip = {x.strip() for x in args.skip.split(",") if x.strip()}
     trainer = {"rounds": args.rounds, "local_epochs": args.local_epochs, "learning_rate": args.learning_rate}
 
-    work = Path(tempfile.mkdtemp(prefix="fate_lung_pays_"))
+    with bench_work("fate_lung_pays_") as work:   # patches and FATE-Flow's home, removed at the end
+        return _measure(args, work, skip, trainer)
+
+
+def _measure(args, work: Path, skip: set[str], trainer: dict) -> int:
+    from fate_components.core.learning.model_io import load_model
+
     t_start = time.perf_counter()
     models, seconds = {}, {}
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-from pathlib import Path
 
-from _harness import history, run_job, standalone_federation
+from _harness import bench_work, history, run_job, standalone_federation
 
 
 def main(argv=None) -> int:
@@ -30,7 +28,7 @@ def main(argv=None) -> int:
     parser.add_argument("--local-epochs", type=int, nargs="+", default=[3])
     args = parser.parse_args(argv)
 
-    with standalone_federation(Path(tempfile.mkdtemp(prefix="fate_lung_overhead_")), args.size) as fed:
+    with bench_work("fate_lung_overhead_") as work, standalone_federation(work, args.size) as fed:
         results = {}
         for epochs, aggregation in [(e, a) for e in args.local_epochs for a in ("paillier", "plaintext")]:
             job_id = run_job(fed, {"rounds": args.rounds, "learning_rate": 1e-3, "aggregation": aggregation,

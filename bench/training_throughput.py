@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _harness import history, run_conf, standalone_federation
+from _harness import bench_work, history, run_conf, standalone_federation
 
 
 def _two_site_job(fed, trainer: dict) -> str:
@@ -67,7 +66,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
 
-    with standalone_federation(Path(tempfile.mkdtemp(prefix="fate_lung_throughput_")), args.size) as fed:
+    with bench_work("fate_lung_throughput_") as work, standalone_federation(work, args.size) as fed:
         # negatives_per_positive 0: every training patch every epoch, the same patches as the bare loop.
         trainer = {"rounds": args.rounds, "local_epochs": args.epochs, "use_3d_aug": False, "threads": 1,
                    "aggregation": "plaintext", "allow_plaintext": True, "learning_rate": 1e-3,
